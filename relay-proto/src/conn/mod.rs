@@ -1,0 +1,2 @@
+//! One connection as a state machine: security (Noise), multiplexing (Yamux) and
+//! per-stream protocol negotiation.

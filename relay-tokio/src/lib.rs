@@ -1,0 +1,1 @@
+//! Drives [`relay_proto`] with tokio sockets and timers.
