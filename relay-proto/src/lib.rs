@@ -13,6 +13,13 @@
 //! 4. [`node`]: one local peer composing all of the above.
 
 pub mod conn;
+pub mod identify;
 pub mod identity;
+mod map;
+pub mod node;
+pub mod ping;
 pub mod rng;
 pub mod wire;
+
+pub use multiaddr::{self, Multiaddr};
+pub use node::{ConnectionId, Event, Input, Node, Output, StreamRef};

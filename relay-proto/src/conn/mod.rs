@@ -1,5 +1,8 @@
 //! One connection as a state machine: security (Noise), multiplexing (Yamux) and
 //! per-stream protocol negotiation.
 
+pub mod connection;
 pub mod noise;
 pub mod yamux;
+
+pub use connection::{Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint};

@@ -1,0 +1,714 @@
+//! One libp2p connection over a reliable byte stream (TCP): security and muxer
+//! negotiation with multistream-select, Noise XX, Yamux, and multistream-select again on
+//! every stream.
+//!
+//! The connection knows nothing of sockets or of the protocols spoken on its streams: it
+//! turns ciphertext into stream events and stream writes into ciphertext.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crate::map::Map as HashMap;
+
+use super::noise::{self, HandshakeProgress, NoiseError};
+use super::yamux::{self, StreamId, YamuxError};
+use crate::identity::{Keypair, PeerId, PublicKey};
+use crate::rng::Rng;
+use crate::wire::multistream::{self, NegotiationError, Negotiated};
+
+/// The muxer this stack speaks inside Noise.
+pub const YAMUX_PROTOCOL: &str = "/yamux/1.0.0";
+
+/// Which side of the underlying transport connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// We dialed: we are the Noise initiator and the Yamux client.
+    Dialer,
+    /// We accepted: we are the Noise responder and the Yamux server.
+    Listener,
+}
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// How long security and muxer negotiation may take before the connection is dropped.
+    pub upgrade_timeout: Duration,
+    /// Yamux settings.
+    pub yamux: yamux::Config,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self { upgrade_timeout: Duration::from_secs(10), yamux: yamux::Config::default() }
+    }
+}
+
+/// The set of protocols this node accepts on inbound streams.
+#[derive(Debug, Clone, Default)]
+pub struct Protocols(Vec<String>);
+
+impl Protocols {
+    /// Adds a protocol; adding one twice is harmless.
+    pub fn insert(&mut self, protocol: impl Into<String>) {
+        let protocol = protocol.into();
+        if !self.contains(&protocol) {
+            self.0.push(protocol);
+        }
+    }
+
+    /// Removes a protocol.
+    pub fn remove(&mut self, protocol: &str) {
+        self.0.retain(|p| p != protocol);
+    }
+
+    /// Whether `protocol` is accepted.
+    pub fn contains(&self, protocol: &str) -> bool {
+        self.0.iter().any(|p| p == protocol)
+    }
+
+    /// The accepted protocols, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    /// Security or muxer negotiation failed.
+    #[error("protocol negotiation failed: {0}")]
+    Negotiation(#[from] NegotiationError),
+    /// The Noise handshake or a transport frame failed.
+    #[error("noise: {0}")]
+    Noise(String),
+    /// The peer violated the Yamux protocol.
+    #[error("yamux: {0}")]
+    Yamux(#[from] YamuxError),
+    /// Negotiation did not finish within the upgrade timeout.
+    #[error("connection upgrade timed out")]
+    UpgradeTimeout,
+    /// The peer closed the transport.
+    #[error("closed by peer")]
+    ClosedByPeer,
+    /// We closed the connection.
+    #[error("closed locally")]
+    ClosedLocally,
+}
+
+impl From<NoiseError> for ConnectionError {
+    fn from(e: NoiseError) -> Self {
+        ConnectionError::Noise(e.to_string())
+    }
+}
+
+/// Why an operation on a stream failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The connection is not (or no longer) open.
+    #[error("connection is not open")]
+    ConnectionNotOpen,
+    /// The stream is unknown or already gone.
+    #[error("unknown stream")]
+    UnknownStream,
+    /// The stream's protocol is still being negotiated.
+    #[error("stream protocol not negotiated yet")]
+    NotNegotiated,
+    /// The muxer refused the operation.
+    #[error("yamux: {0}")]
+    Yamux(#[from] YamuxError),
+}
+
+/// Why opening an outbound stream failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The peer refused every protocol we proposed.
+    #[error("protocol not supported by peer")]
+    NotSupported,
+    /// Negotiation failed otherwise.
+    #[error("negotiation failed: {0}")]
+    Negotiation(NegotiationError),
+    /// The peer reset or closed the stream before agreeing.
+    #[error("stream closed during negotiation")]
+    Closed,
+}
+
+/// What happened on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// Security and muxer are up: streams can be opened.
+    Established {
+        /// The authenticated remote peer.
+        peer: PeerId,
+        /// The remote's identity key.
+        public_key: PublicKey,
+    },
+    /// The remote opened a stream and we agreed on one of our protocols.
+    InboundStream {
+        /// The stream.
+        stream: StreamId,
+        /// The agreed protocol.
+        protocol: String,
+    },
+    /// A stream we opened was accepted with this protocol.
+    OutboundStream {
+        /// The stream.
+        stream: StreamId,
+        /// The agreed protocol.
+        protocol: String,
+    },
+    /// A stream we opened could not be negotiated; it is gone.
+    OutboundFailed {
+        /// The stream.
+        stream: StreamId,
+        /// Why.
+        error: OpenError,
+    },
+    /// Bytes arrived on a negotiated stream. Report them with [`Connection::consumed`]
+    /// once processed, or the peer's send window never reopens.
+    Data {
+        /// The stream.
+        stream: StreamId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The remote will send nothing more on this stream.
+    Finished(StreamId),
+    /// The stream was reset; it is gone.
+    Reset(StreamId),
+    /// A stream whose write was short can take more bytes.
+    Writable(StreamId),
+    /// A muxer round trip was measured.
+    Rtt(Duration),
+    /// The connection is over; the caller closes the transport after flushing
+    /// [`Connection::poll_transmit`].
+    Closed(ConnectionError),
+}
+
+enum Negotiator {
+    Dialer(multistream::Dialer),
+    Listener(multistream::Listener),
+}
+
+impl Negotiator {
+    fn new(endpoint: Endpoint, protocol: &str, out: &mut Vec<u8>) -> Self {
+        match endpoint {
+            Endpoint::Dialer => Negotiator::Dialer(multistream::Dialer::new(vec![protocol.to_owned()], out)),
+            Endpoint::Listener => Negotiator::Listener(multistream::Listener::new()),
+        }
+    }
+
+    fn handle(
+        &mut self,
+        input: &[u8],
+        wanted: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<Negotiated, NegotiationError> {
+        match self {
+            Negotiator::Dialer(d) => d.handle(input, out),
+            Negotiator::Listener(l) => l.handle(input, |p| p == wanted, out),
+        }
+    }
+}
+
+enum State {
+    /// Agreeing on `/noise`.
+    Security { mss: Negotiator, identity: Box<Keypair>, rng: Box<Rng> },
+    /// Running the Noise XX handshake.
+    Handshake(Box<noise::Handshake>),
+    /// Agreeing on `/yamux/1.0.0` inside Noise.
+    Muxer { noise: Box<noise::Session>, mss: Negotiator, peer: PeerId, key: PublicKey },
+    /// Streams flow.
+    Open(Box<Open>),
+    /// Over.
+    Closed,
+}
+
+struct Open {
+    peer: PeerId,
+    noise: noise::Session,
+    yamux: yamux::Session,
+    streams: HashMap<StreamId, Phase>,
+}
+
+/// Where a stream is in its protocol negotiation.
+enum Phase {
+    Outbound(multistream::Dialer),
+    Inbound(multistream::Listener),
+    Ready,
+}
+
+/// One libp2p connection: negotiation, Noise and Yamux over a byte stream.
+///
+/// Call order: after [`Connection::handle_input`], [`Connection::handle_timeout`] or any
+/// stream operation, drain [`Connection::poll_event`] and [`Connection::poll_transmit`],
+/// then re-arm the timer from [`Connection::poll_timeout`].
+pub struct Connection {
+    endpoint: Endpoint,
+    state: State,
+    expected_peer: Option<PeerId>,
+    upgrade_deadline: Option<Instant>,
+    transmit: BytesMut,
+    plaintext: BytesMut,
+    scratch: Vec<u8>,
+    events: VecDeque<ConnectionEvent>,
+    yamux_config: yamux::Config,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Security { .. } => "security",
+            State::Handshake(_) => "handshake",
+            State::Muxer { .. } => "muxer",
+            State::Open(_) => "open",
+            State::Closed => "closed",
+        };
+        f.debug_struct("Connection")
+            .field("endpoint", &self.endpoint)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Starts a connection; as dialer its first bytes are ready in
+    /// [`Connection::poll_transmit`].
+    pub fn new(
+        endpoint: Endpoint,
+        identity: &Keypair,
+        expected_peer: Option<PeerId>,
+        rng: &mut Rng,
+        config: &ConnectionConfig,
+        now: Instant,
+    ) -> Self {
+        let mut out = Vec::new();
+        let mss = Negotiator::new(endpoint, noise::PROTOCOL, &mut out);
+        let mut conn = Connection {
+            endpoint,
+            state: State::Security {
+                mss,
+                identity: Box::new(identity.clone()),
+                rng: Box::new(rng.fork()),
+            },
+            expected_peer,
+            upgrade_deadline: Some(now + config.upgrade_timeout),
+            transmit: BytesMut::new(),
+            plaintext: BytesMut::new(),
+            scratch: Vec::new(),
+            events: VecDeque::new(),
+            yamux_config: config.yamux.clone(),
+        };
+        conn.transmit.extend_from_slice(&out);
+        conn
+    }
+
+    // ----- getters -----
+
+    /// Which side of the transport we are.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// The authenticated remote peer, once the handshake is done.
+    pub fn remote_peer(&self) -> Option<PeerId> {
+        match &self.state {
+            State::Muxer { peer, .. } => Some(*peer),
+            State::Open(open) => Some(open.peer),
+            _ => None,
+        }
+    }
+
+    /// Whether streams can be opened.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// Whether the connection is over.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// The muxer's smoothed round-trip time, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        match &self.state {
+            State::Open(open) => open.yamux.rtt(),
+            _ => None,
+        }
+    }
+
+    /// How many streams are open.
+    pub fn num_streams(&self) -> usize {
+        match &self.state {
+            State::Open(open) => open.streams.len(),
+            _ => 0,
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Feeds bytes received from the transport.
+    pub fn handle_input(&mut self, now: Instant, input: &[u8], protocols: &Protocols) {
+        if let Err(e) = self.process(now, input, protocols) {
+            self.fail(e);
+        }
+    }
+
+    /// The transport reached end of file or failed.
+    pub fn handle_eof(&mut self) {
+        if !self.is_closed() {
+            self.fail(ConnectionError::ClosedByPeer);
+        }
+    }
+
+    /// Advances timers; call when [`Connection::poll_timeout`] has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.upgrade_deadline.is_some_and(|d| now >= d) {
+            self.fail(ConnectionError::UpgradeTimeout);
+            return;
+        }
+        if let State::Open(open) = &mut self.state {
+            open.yamux.handle_timeout(now);
+            self.drain_yamux(now, &Protocols::default());
+        }
+    }
+
+    // ----- mutators -----
+
+    /// Opens a stream proposing `protocols` in order of preference.
+    pub fn open_stream(&mut self, protocols: Vec<String>) -> Result<StreamId, StreamError> {
+        let State::Open(open) = &mut self.state else {
+            return Err(StreamError::ConnectionNotOpen);
+        };
+        let stream = open.yamux.open_stream()?;
+        self.scratch.clear();
+        let dialer = multistream::Dialer::new(protocols, &mut self.scratch);
+        open.yamux.write(stream, &self.scratch)?;
+        open.streams.insert(stream, Phase::Outbound(dialer));
+        Ok(stream)
+    }
+
+    /// Queues bytes on a negotiated stream; returns how many were accepted by the send
+    /// window. A short write is followed by [`ConnectionEvent::Writable`].
+    pub fn write(&mut self, stream: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let open = self.ready_stream(stream)?;
+        Ok(open.yamux.write(stream, data)?)
+    }
+
+    /// Half-closes a stream: we send no more.
+    pub fn close_stream(&mut self, stream: StreamId) -> Result<(), StreamError> {
+        let State::Open(open) = &mut self.state else {
+            return Err(StreamError::ConnectionNotOpen);
+        };
+        Ok(open.yamux.close(stream)?)
+    }
+
+    /// Resets a stream in both directions and forgets it.
+    pub fn reset_stream(&mut self, stream: StreamId) -> Result<(), StreamError> {
+        let State::Open(open) = &mut self.state else {
+            return Err(StreamError::ConnectionNotOpen);
+        };
+        open.streams.remove(&stream);
+        Ok(open.yamux.reset(stream)?)
+    }
+
+    /// Reports that `n` bytes delivered on `stream` were processed, reopening the peer's
+    /// send window.
+    pub fn consumed(&mut self, now: Instant, stream: StreamId, n: usize) {
+        if let State::Open(open) = &mut self.state {
+            open.yamux.consumed(now, stream, n);
+        }
+    }
+
+    /// Closes the connection: sends a Yamux GoAway if open and ends.
+    pub fn close(&mut self) {
+        if let State::Open(open) = &mut self.state {
+            open.yamux.go_away(0);
+            let _ = Self::flush_open(open, &mut self.plaintext, &mut self.transmit);
+        }
+        if !self.is_closed() {
+            self.state = State::Closed;
+            self.events.push_back(ConnectionEvent::Closed(ConnectionError::ClosedLocally));
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ConnectionEvent> {
+        self.events.pop_front()
+    }
+
+    /// All bytes to send to the transport now, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let State::Open(open) = &mut self.state {
+            if let Err(e) = Self::flush_open(open, &mut self.plaintext, &mut self.transmit) {
+                self.fail(e);
+            }
+        }
+        (!self.transmit.is_empty()).then(|| self.transmit.split().freeze())
+    }
+
+    /// When [`Connection::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let muxer = match &self.state {
+            State::Open(open) => open.yamux.poll_timeout(),
+            _ => None,
+        };
+        match (self.upgrade_deadline, muxer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- internals -----
+
+    fn ready_stream(&mut self, stream: StreamId) -> Result<&mut Open, StreamError> {
+        let State::Open(open) = &mut self.state else {
+            return Err(StreamError::ConnectionNotOpen);
+        };
+        match open.streams.get(&stream) {
+            Some(Phase::Ready) => Ok(open),
+            Some(_) => Err(StreamError::NotNegotiated),
+            None => Err(StreamError::UnknownStream),
+        }
+    }
+
+    fn fail(&mut self, error: ConnectionError) {
+        if self.is_closed() {
+            return;
+        }
+        tracing::debug!(endpoint = ?self.endpoint, %error, "connection failed");
+        if let State::Open(open) = &mut self.state {
+            // A GoAway queued by the muxer for a protocol error still goes out.
+            let _ = Self::flush_open(open, &mut self.plaintext, &mut self.transmit);
+        }
+        self.state = State::Closed;
+        self.upgrade_deadline = None;
+        self.events.push_back(ConnectionEvent::Closed(error));
+    }
+
+    fn process(
+        &mut self,
+        now: Instant,
+        input: &[u8],
+        protocols: &Protocols,
+    ) -> Result<(), ConnectionError> {
+        let mut input = Bytes::copy_from_slice(input);
+        loop {
+            match &mut self.state {
+                State::Closed => return Ok(()),
+                State::Security { mss, identity, rng } => {
+                    self.scratch.clear();
+                    let negotiated = mss.handle(&input, noise::PROTOCOL, &mut self.scratch)?;
+                    self.transmit.extend_from_slice(&self.scratch);
+                    let Negotiated::Agreed { rest, .. } = negotiated else {
+                        return Ok(());
+                    };
+                    let role = match self.endpoint {
+                        Endpoint::Dialer => noise::Role::Initiator,
+                        Endpoint::Listener => noise::Role::Responder,
+                    };
+                    self.scratch.clear();
+                    let handshake =
+                        noise::Handshake::new(role, identity, self.expected_peer, rng, &mut self.scratch)?;
+                    self.transmit.extend_from_slice(&self.scratch);
+                    self.state = State::Handshake(Box::new(handshake));
+                    input = rest;
+                }
+                State::Handshake(handshake) => {
+                    self.scratch.clear();
+                    let progress = handshake.handle_input(&input, &mut self.scratch)?;
+                    self.transmit.extend_from_slice(&self.scratch);
+                    let HandshakeProgress::Done(established) = progress else {
+                        return Ok(());
+                    };
+                    let noise::Established { mut session, remote_peer, remote_public_key, rest, .. } =
+                        *established;
+                    tracing::debug!(peer = %remote_peer, "noise handshake done");
+                    self.scratch.clear();
+                    let mss = Negotiator::new(self.endpoint, YAMUX_PROTOCOL, &mut self.scratch);
+                    if !self.scratch.is_empty() {
+                        session.encrypt(&self.scratch, &mut self.transmit)?;
+                    }
+                    self.state = State::Muxer {
+                        noise: Box::new(session),
+                        mss,
+                        peer: remote_peer,
+                        key: remote_public_key,
+                    };
+                    input = rest;
+                }
+                State::Muxer { noise, mss, peer, key } => {
+                    self.plaintext.clear();
+                    noise.decrypt(&input, &mut self.plaintext)?;
+                    self.scratch.clear();
+                    let negotiated = mss.handle(&self.plaintext, YAMUX_PROTOCOL, &mut self.scratch)?;
+                    if !self.scratch.is_empty() {
+                        noise.encrypt(&self.scratch, &mut self.transmit)?;
+                    }
+                    let Negotiated::Agreed { rest, .. } = negotiated else {
+                        return Ok(());
+                    };
+                    let (peer, key) = (*peer, key.clone());
+                    let State::Muxer { noise, .. } = std::mem::replace(&mut self.state, State::Closed)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let mode = match self.endpoint {
+                        Endpoint::Dialer => yamux::Mode::Client,
+                        Endpoint::Listener => yamux::Mode::Server,
+                    };
+                    let mut yamux = yamux::Session::new(mode, self.yamux_config.clone(), now);
+                    self.upgrade_deadline = None;
+                    self.events.push_back(ConnectionEvent::Established { peer, public_key: key });
+                    yamux.handle_input(now, &rest)?;
+                    self.state =
+                        State::Open(Box::new(Open { peer, noise: *noise, yamux, streams: HashMap::default() }));
+                    self.drain_yamux(now, protocols);
+                    return Ok(());
+                }
+                State::Open(open) => {
+                    self.plaintext.clear();
+                    open.noise.decrypt(&input, &mut self.plaintext)?;
+                    open.yamux.handle_input(now, &self.plaintext)?;
+                    self.drain_yamux(now, protocols);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Turns muxer events into connection events, negotiating stream protocols on the way.
+    fn drain_yamux(&mut self, now: Instant, protocols: &Protocols) {
+        let State::Open(open) = &mut self.state else {
+            return;
+        };
+        let events = &mut self.events;
+        let mut ended = false;
+        while let Some(event) = open.yamux.poll_event() {
+            let event = match event {
+                yamux::Event::InboundStream(stream) => {
+                    open.streams.insert(stream, Phase::Inbound(multistream::Listener::new()));
+                    continue;
+                }
+                yamux::Event::OutboundAccepted(_) => continue,
+                yamux::Event::Data { stream, data } => {
+                    Self::negotiate(open, now, stream, data, protocols, &mut self.scratch, events);
+                    continue;
+                }
+                yamux::Event::Finished(stream) => {
+                    ended = true;
+                    match open.streams.get(&stream) {
+                        Some(Phase::Ready) => ConnectionEvent::Finished(stream),
+                        Some(Phase::Outbound(_)) => {
+                            open.streams.remove(&stream);
+                            let _ = open.yamux.reset(stream);
+                            ConnectionEvent::OutboundFailed { stream, error: OpenError::Closed }
+                        }
+                        Some(Phase::Inbound(_)) => {
+                            open.streams.remove(&stream);
+                            let _ = open.yamux.reset(stream);
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
+                yamux::Event::Reset(stream) => match open.streams.remove(&stream) {
+                    Some(Phase::Ready) => ConnectionEvent::Reset(stream),
+                    Some(Phase::Outbound(_)) => {
+                        ConnectionEvent::OutboundFailed { stream, error: OpenError::Closed }
+                    }
+                    _ => continue,
+                },
+                yamux::Event::Writable(stream) => match open.streams.get(&stream) {
+                    Some(Phase::Ready) => ConnectionEvent::Writable(stream),
+                    _ => continue,
+                },
+                yamux::Event::GoAway { code } => {
+                    tracing::debug!(code, "peer sent yamux go-away");
+                    continue;
+                }
+                yamux::Event::Rtt(rtt) => ConnectionEvent::Rtt(rtt),
+            };
+            events.push_back(event);
+        }
+        if ended {
+            // Streams that both sides finished are gone from the muxer; forget them here too.
+            open.streams.retain(|id, _| open.yamux.send_window(*id).is_some());
+        }
+    }
+
+    /// Feeds stream bytes to the stream's negotiation, or passes them through when done.
+    fn negotiate(
+        open: &mut Open,
+        now: Instant,
+        stream: StreamId,
+        data: Bytes,
+        protocols: &Protocols,
+        scratch: &mut Vec<u8>,
+        events: &mut VecDeque<ConnectionEvent>,
+    ) {
+        let Some(phase) = open.streams.get_mut(&stream) else {
+            // Data for a stream we reset: give the credit back and drop it.
+            open.yamux.consumed(now, stream, data.len());
+            return;
+        };
+        let len = data.len();
+        scratch.clear();
+        let inbound = matches!(phase, Phase::Inbound(_));
+        let result = match phase {
+            Phase::Ready => {
+                events.push_back(ConnectionEvent::Data { stream, data });
+                return;
+            }
+            Phase::Outbound(dialer) => dialer.handle(&data, scratch),
+            Phase::Inbound(listener) => listener.handle(&data, |p| protocols.contains(p), scratch),
+        };
+        if !scratch.is_empty() {
+            // Negotiation messages are tiny; the initial window always has room for them.
+            let _ = open.yamux.write(stream, scratch);
+        }
+        match result {
+            Ok(Negotiated::Pending) => open.yamux.consumed(now, stream, len),
+            Ok(Negotiated::Agreed { protocol, rest }) => {
+                open.yamux.consumed(now, stream, len - rest.len());
+                *phase = Phase::Ready;
+                events.push_back(if inbound {
+                    ConnectionEvent::InboundStream { stream, protocol }
+                } else {
+                    ConnectionEvent::OutboundStream { stream, protocol }
+                });
+                if !rest.is_empty() {
+                    // Data pipelined behind the negotiation belongs to the protocol.
+                    events.push_back(ConnectionEvent::Data { stream, data: rest });
+                }
+            }
+            Err(error) => {
+                open.streams.remove(&stream);
+                let _ = open.yamux.reset(stream);
+                if inbound {
+                    tracing::debug!(%stream, %error, "inbound stream negotiation failed");
+                } else {
+                    let error = match error {
+                        NegotiationError::NotSupported => OpenError::NotSupported,
+                        other => OpenError::Negotiation(other),
+                    };
+                    events.push_back(ConnectionEvent::OutboundFailed { stream, error });
+                }
+            }
+        }
+    }
+
+    fn flush_open(
+        open: &mut Open,
+        plaintext: &mut BytesMut,
+        transmit: &mut BytesMut,
+    ) -> Result<(), ConnectionError> {
+        plaintext.clear();
+        if open.yamux.poll_transmit(plaintext) {
+            open.noise.encrypt(plaintext, transmit)?;
+        }
+        Ok(())
+    }
+}
