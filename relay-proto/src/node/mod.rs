@@ -393,6 +393,11 @@ impl Node {
         self.conns.get(&conn).and_then(|c| c.peer)
     }
 
+    /// Every connection, in any state.
+    pub fn connection_ids(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.conns.keys().copied()
+    }
+
     /// How many connections exist, in any state.
     pub fn num_connections(&self) -> usize {
         self.conns.len()

@@ -1,0 +1,487 @@
+//! The event loop: one task owning the [`Node`], in priority order commands, sockets,
+//! timer; plus a reader and a writer task per socket.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use futures::channel::{mpsc, oneshot};
+use futures::future::{Fuse, FutureExt};
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::{SinkExt, StreamExt};
+use relay_proto::identity::PeerId;
+use relay_proto::node::addr::tcp_multiaddr;
+use relay_proto::node::{Event, Input, Node, Output};
+use relay_proto::{ConnectionId, StreamRef};
+
+use crate::stream::{SharedState, StreamCommand, StreamState, WRITE_BUFFER};
+use crate::{BoxFuture, BoxSocket, Command, Error, Listener, Runtime, Shared, Stream};
+
+/// Bytes read from a socket in one go.
+const READ_CHUNK: usize = 64 * 1024;
+
+enum SocketEvent {
+    Accepted { socket: BoxSocket, remote: SocketAddr },
+    Connected { conn: ConnectionId, socket: BoxSocket, local: SocketAddr },
+    DialFailed { conn: ConnectionId, error: io::Error },
+    Data { conn: ConnectionId, bytes: Bytes },
+    Eof { conn: ConnectionId },
+}
+
+#[derive(Debug, Default)]
+struct StreamEntry {
+    state: SharedState,
+    /// Writes the send window has not taken yet, in order.
+    pending: VecDeque<Bytes>,
+    close_requested: bool,
+    closed: bool,
+    remote_finished: bool,
+    dropped: bool,
+}
+
+struct Driver<R: Runtime> {
+    runtime: R,
+    node: Node,
+    commands: mpsc::UnboundedSender<Command>,
+    sockets: mpsc::Sender<SocketEvent>,
+    writers: std::collections::HashMap<ConnectionId, mpsc::UnboundedSender<Bytes>>,
+    streams: std::collections::HashMap<StreamRef, StreamEntry>,
+    acceptors: std::collections::HashMap<String, mpsc::UnboundedSender<Stream>>,
+    dials: std::collections::HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
+    opens: std::collections::HashMap<StreamRef, oneshot::Sender<Result<Stream, Error>>>,
+    pings: std::collections::HashMap<ConnectionId, VecDeque<oneshot::Sender<Result<Duration, Error>>>>,
+    subscribers: Vec<mpsc::UnboundedSender<Event>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+pub(crate) fn start<R: Runtime>(
+    runtime: R,
+    mut node: Node,
+    listeners: Vec<Box<dyn Listener>>,
+    commands_rx: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+) -> io::Result<()> {
+    let (sockets, sockets_rx) = mpsc::channel(64);
+    let now = Instant::now();
+    for listener in listeners {
+        let local = listener.local_addr()?;
+        node.add_listen_addr(now, tcp_multiaddr(local));
+        runtime.spawn(Box::pin(accept_loop(listener, sockets.clone())));
+    }
+    while node.poll_output().is_some() {}
+    *shared.listen_addrs.lock().expect("not poisoned") = node.listen_addrs().to_vec();
+    let driver = Driver {
+        runtime: runtime.clone(),
+        node,
+        commands,
+        sockets,
+        writers: Default::default(),
+        streams: Default::default(),
+        acceptors: Default::default(),
+        dials: Default::default(),
+        opens: Default::default(),
+        pings: Default::default(),
+        subscribers: Vec::new(),
+        shutdown: None,
+    };
+    runtime.spawn(Box::pin(driver.run(commands_rx, sockets_rx)));
+    Ok(())
+}
+
+async fn accept_loop(mut listener: Box<dyn Listener>, mut sockets: mpsc::Sender<SocketEvent>) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, remote)) => {
+                if sockets.send(SocketEvent::Accepted { socket, remote }).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                if sockets.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn read_loop(
+    conn: ConnectionId,
+    mut reader: futures::io::ReadHalf<BoxSocket>,
+    mut sockets: mpsc::Sender<SocketEvent>,
+    stop: oneshot::Receiver<()>,
+) {
+    let mut stop = stop.fuse();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = futures::select_biased! {
+            _ = stop => return,
+            r = reader.read(&mut buf).fuse() => r.unwrap_or(0),
+        };
+        let event = if n == 0 {
+            SocketEvent::Eof { conn }
+        } else {
+            SocketEvent::Data { conn, bytes: Bytes::copy_from_slice(&buf[..n]) }
+        };
+        if sockets.send(event).await.is_err() || n == 0 {
+            return;
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: futures::io::WriteHalf<BoxSocket>,
+    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    stop_reader: oneshot::Sender<()>,
+) {
+    while let Some(data) = queue.next().await {
+        if writer.write_all(&data).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.close().await;
+    let _ = stop_reader.send(());
+}
+
+impl<R: Runtime> Driver<R> {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut sockets: mpsc::Receiver<SocketEvent>,
+    ) {
+        let mut deadline: Option<Instant> = None;
+        let mut timer: Fuse<BoxFuture<()>> = Fuse::terminated();
+        loop {
+            let next = self.node.poll_timeout();
+            if next != deadline {
+                deadline = next;
+                timer = match next {
+                    Some(at) => self.runtime.sleep_until(at).fuse(),
+                    None => Fuse::terminated(),
+                };
+            }
+            futures::select_biased! {
+                command = commands.next() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                event = sockets.next() => {
+                    if let Some(event) = event {
+                        self.on_socket(event);
+                    }
+                }
+                _ = timer => {
+                    deadline = None;
+                    self.node.handle_timeout(Instant::now());
+                }
+            }
+            self.drain();
+            if self.shutdown.is_some() && self.node.num_connections() == 0 {
+                self.writers.clear();
+                if let Some(reply) = self.shutdown.take() {
+                    let _ = reply.send(());
+                }
+                return;
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Dial { addr, reply } => match self.node.dial(now, addr) {
+                Ok(conn) => {
+                    self.dials.insert(conn, reply);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Command::OpenStream { peer, protocol, reply } => {
+                let Some(&conn) = self.node.connections_to(&peer).first() else {
+                    let _ = reply.send(Err(Error::NotConnected(peer)));
+                    return;
+                };
+                match self.node.open_stream(now, conn, &protocol) {
+                    Ok(stream) => {
+                        self.opens.insert(stream, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(Error::Stream(error.to_string())));
+                    }
+                }
+            }
+            Command::Accept { protocol, sender } => {
+                self.node.register_protocol(protocol.clone());
+                self.acceptors.insert(protocol, sender);
+            }
+            Command::Ping { peer, reply } => {
+                let Some(&conn) = self.node.connections_to(&peer).first() else {
+                    let _ = reply.send(Err(Error::NotConnected(peer)));
+                    return;
+                };
+                match self.node.ping(now, conn, 1) {
+                    Ok(()) => self.pings.entry(conn).or_default().push_back(reply),
+                    Err(error) => {
+                        let _ = reply.send(Err(Error::Ping(error.to_string())));
+                    }
+                }
+            }
+            Command::Subscribe { sender } => self.subscribers.push(sender),
+            Command::Disconnect { peer } => {
+                for conn in self.node.connections_to(&peer).to_vec() {
+                    self.node.close(now, conn);
+                }
+            }
+            Command::Shutdown { reply } => {
+                for conn in self.node.connection_ids().collect::<Vec<_>>() {
+                    self.node.close(now, conn);
+                }
+                self.shutdown = Some(reply);
+            }
+            Command::Stream(command) => self.on_stream_command(now, command),
+        }
+    }
+
+    fn on_stream_command(&mut self, now: Instant, command: StreamCommand) {
+        match command {
+            StreamCommand::Write(stream, data) => {
+                let Some(entry) = self.streams.get_mut(&stream) else { return };
+                entry.pending.push_back(data);
+                self.flush_writes(now, stream);
+            }
+            StreamCommand::Consumed(stream, n) => self.node.stream_consumed(now, stream, n),
+            StreamCommand::Close(stream) => {
+                let Some(entry) = self.streams.get_mut(&stream) else { return };
+                entry.close_requested = true;
+                self.flush_writes(now, stream);
+            }
+            StreamCommand::Reset(stream) => {
+                self.streams.remove(&stream);
+                let _ = self.node.stream_reset(now, stream);
+            }
+            StreamCommand::Dropped(stream) => {
+                let Some(entry) = self.streams.get_mut(&stream) else { return };
+                entry.dropped = true;
+                entry.close_requested = true;
+                // Whatever arrived and was never read is given back to the peer's window.
+                let unread: usize = entry.state.lock().expect("not poisoned").recv.drain(..).map(|b| b.len()).sum();
+                if unread > 0 {
+                    self.node.stream_consumed(now, stream, unread);
+                }
+                self.flush_writes(now, stream);
+            }
+        }
+    }
+
+    /// Feeds a stream's pending writes to the node as far as its send window allows.
+    fn flush_writes(&mut self, now: Instant, stream: StreamRef) {
+        let Some(entry) = self.streams.get_mut(&stream) else { return };
+        let mut accepted = 0;
+        while let Some(front) = entry.pending.front_mut() {
+            match self.node.stream_write(now, stream, front) {
+                Ok(0) => break,
+                Ok(n) => {
+                    accepted += n;
+                    front.advance(n);
+                    if front.is_empty() {
+                        entry.pending.pop_front();
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(?stream, %error, "stream write failed");
+                    entry.pending.clear();
+                    let mut state = entry.state.lock().expect("not poisoned");
+                    state.reset = true;
+                    state.write_pending = 0;
+                    state.wake_writer();
+                    state.wake_reader();
+                    return;
+                }
+            }
+        }
+        if accepted > 0 {
+            let mut state = entry.state.lock().expect("not poisoned");
+            state.write_pending -= accepted;
+            if state.write_pending < WRITE_BUFFER {
+                state.wake_writer();
+            }
+        }
+        if entry.pending.is_empty() && entry.close_requested && !entry.closed {
+            entry.closed = true;
+            let _ = self.node.stream_close(now, stream);
+        }
+        self.retire_stream(stream);
+    }
+
+    /// Forgets a stream that is finished both ways and whose handle is gone.
+    fn retire_stream(&mut self, stream: StreamRef) {
+        if self.streams.get(&stream).is_some_and(|e| e.dropped && e.closed && e.remote_finished) {
+            self.streams.remove(&stream);
+        }
+    }
+
+    fn on_socket(&mut self, event: SocketEvent) {
+        let now = Instant::now();
+        match event {
+            SocketEvent::Accepted { socket, remote } => match self.node.accept(now, remote) {
+                Ok(conn) => self.attach(conn, socket),
+                Err(error) => tracing::info!(%remote, %error, "refused inbound connection"),
+            },
+            SocketEvent::Connected { conn, socket, local } => {
+                self.attach(conn, socket);
+                self.node.handle_input(now, Input::Connected { conn, local_addr: local });
+            }
+            SocketEvent::DialFailed { conn, error } => {
+                self.node.handle_input(now, Input::DialFailed { conn, error: error.to_string() });
+            }
+            SocketEvent::Data { conn, bytes } => {
+                self.node.handle_input(now, Input::Received { conn, bytes: &bytes });
+            }
+            SocketEvent::Eof { conn } => self.node.handle_input(now, Input::Closed { conn }),
+        }
+    }
+
+    fn attach(&mut self, conn: ConnectionId, socket: BoxSocket) {
+        let (reader, writer) = socket.split();
+        let (queue, queue_rx) = mpsc::unbounded();
+        let (stop, stop_rx) = oneshot::channel();
+        self.writers.insert(conn, queue);
+        self.runtime.spawn(Box::pin(read_loop(conn, reader, self.sockets.clone(), stop_rx)));
+        self.runtime.spawn(Box::pin(write_loop(writer, queue_rx, stop)));
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Transmit { conn, data } => {
+                    if let Some(writer) = self.writers.get(&conn) {
+                        let _ = writer.unbounded_send(data);
+                    }
+                }
+                Output::Dial { conn, addr } => {
+                    let mut sockets = self.sockets.clone();
+                    let connect = self.runtime.connect(addr);
+                    self.runtime.spawn(Box::pin(async move {
+                        let event = match connect.await {
+                            Ok((socket, local)) => SocketEvent::Connected { conn, socket, local },
+                            Err(error) => SocketEvent::DialFailed { conn, error },
+                        };
+                        let _ = sockets.send(event).await;
+                    }));
+                }
+                Output::Close { conn } => {
+                    self.writers.remove(&conn);
+                }
+                Output::Event(event) => self.on_event(event),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match &event {
+            Event::ConnectionEstablished { conn, peer, .. } => {
+                if let Some(reply) = self.dials.remove(conn) {
+                    let _ = reply.send(Ok(*peer));
+                }
+            }
+            Event::DialFailed { conn, error, .. } => {
+                if let Some(reply) = self.dials.remove(conn) {
+                    let _ = reply.send(Err(Error::Dial(error.clone())));
+                }
+            }
+            Event::ConnectionClosed { conn, .. } => {
+                for reply in self.pings.remove(conn).unwrap_or_default() {
+                    let _ = reply.send(Err(Error::Ping("connection closed".into())));
+                }
+                let conn = *conn;
+                self.opens.retain(|s, _| s.conn != conn);
+                self.streams.retain(|s, entry| {
+                    if s.conn != conn {
+                        return true;
+                    }
+                    let mut state = entry.state.lock().expect("not poisoned");
+                    state.reset = true;
+                    state.wake_reader();
+                    state.wake_writer();
+                    false
+                });
+            }
+            Event::Ping { conn, result, .. } => {
+                if let Some(reply) = self.pings.get_mut(conn).and_then(VecDeque::pop_front) {
+                    let _ = reply.send(result.map_err(|e| Error::Ping(e.to_string())));
+                }
+            }
+            Event::InboundStream { stream, peer, protocol } => {
+                let handle = self.new_stream(*stream, *peer, protocol.clone());
+                let delivered = match self.acceptors.get(protocol) {
+                    Some(sender) => sender.unbounded_send(handle).is_ok(),
+                    None => false,
+                };
+                if !delivered {
+                    // Dropping the handle above finished the stream; refuse it outright.
+                    self.streams.remove(stream);
+                    let _ = self.node.stream_reset(now, *stream);
+                }
+            }
+            Event::StreamOpened { stream, peer, protocol } => {
+                let handle = self.new_stream(*stream, *peer, protocol.clone());
+                match self.opens.remove(stream) {
+                    Some(reply) => {
+                        if let Err(Ok(handle)) = reply.send(Ok(handle)) {
+                            drop(handle);
+                        }
+                    }
+                    None => drop(handle),
+                }
+            }
+            Event::StreamOpenFailed { stream, error } => {
+                if let Some(reply) = self.opens.remove(stream) {
+                    let _ = reply.send(Err(Error::Stream(error.to_string())));
+                }
+            }
+            Event::StreamData { stream, data } => match self.streams.get(stream) {
+                Some(entry) if !entry.dropped => {
+                    let mut state = entry.state.lock().expect("not poisoned");
+                    state.recv.push_back(data.clone());
+                    state.wake_reader();
+                }
+                _ => self.node.stream_consumed(now, *stream, data.len()),
+            },
+            Event::StreamFinished { stream } => {
+                if let Some(entry) = self.streams.get_mut(stream) {
+                    entry.remote_finished = true;
+                    let mut state = entry.state.lock().expect("not poisoned");
+                    state.recv_eof = true;
+                    state.wake_reader();
+                }
+                self.retire_stream(*stream);
+            }
+            Event::StreamReset { stream } => {
+                if let Some(entry) = self.streams.remove(stream) {
+                    let mut state = entry.state.lock().expect("not poisoned");
+                    state.reset = true;
+                    state.wake_reader();
+                    state.wake_writer();
+                }
+            }
+            Event::StreamWritable { stream } => self.flush_writes(now, *stream),
+            _ => {}
+        }
+        if !matches!(event, Event::StreamData { .. } | Event::StreamWritable { .. }) {
+            self.subscribers.retain(|s| s.unbounded_send(event.clone()).is_ok());
+        }
+    }
+
+    fn new_stream(&mut self, id: StreamRef, peer: PeerId, protocol: String) -> Stream {
+        let state = Arc::new(Mutex::new(StreamState::default()));
+        self.streams.insert(id, StreamEntry { state: state.clone(), ..Default::default() });
+        Stream::new(id, peer, protocol, state, self.commands.clone())
+    }
+}

@@ -1,0 +1,255 @@
+//! The runtime-independent driver of a [`relay_proto::Node`].
+//!
+//! A [`Runtime`] supplies what differs between async runtimes: spawning, a timer and TCP
+//! sockets. Everything else, the event loop that feeds sockets to the node and hands
+//! streams to the application, lives here once and is shared by `relay-tokio` and
+//! `relay-async-std`, in the way quinn keeps its runtimes behind one small trait.
+//!
+//! The loop runs as one task: commands from [`Handle`]s first, then socket events, then
+//! the timer. Each socket has a reader task and a writer task of its own.
+
+mod driver;
+mod stream;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::channel::{mpsc, oneshot};
+use futures::io::{AsyncRead, AsyncWrite};
+use relay_proto::identity::{Keypair, PeerId};
+use relay_proto::node::{Config, DialError, Event};
+use relay_proto::Multiaddr;
+
+pub use stream::Stream;
+
+/// The channel types handles return, re-exported for adapters.
+pub use futures::channel::mpsc as futures_channel;
+/// Stream combinators for the receivers handles return.
+pub use futures::stream as futures_stream;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A connected TCP socket as a runtime provides it.
+pub trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
+
+/// A boxed socket.
+pub type BoxSocket = Box<dyn Socket>;
+
+/// A bound TCP listener as a runtime provides it.
+pub trait Listener: Send + 'static {
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Waits for the next connection: the socket and the remote address.
+    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>>;
+}
+
+/// What an async runtime supplies to the driver.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// Runs a future in the background.
+    fn spawn(&self, future: BoxFuture<()>);
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<()>;
+    /// Connects to `addr`; returns the socket and its local address.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>>;
+    /// Binds a TCP listener.
+    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>>;
+}
+
+/// Why an operation of a [`Handle`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The node has shut down.
+    #[error("the node is not running")]
+    NotRunning,
+    /// A dial failed.
+    #[error("dial failed: {0}")]
+    Dial(#[from] DialError),
+    /// There is no connection to the peer.
+    #[error("not connected to {0}")]
+    NotConnected(PeerId),
+    /// A stream could not be opened.
+    #[error("stream: {0}")]
+    Stream(String),
+    /// A ping failed.
+    #[error("ping: {0}")]
+    Ping(String),
+    /// A socket operation failed.
+    #[error("io: {0}")]
+    Io(String),
+}
+
+/// Configures and starts a node.
+#[derive(Debug)]
+pub struct Builder {
+    keypair: Option<Keypair>,
+    config: Config,
+    listen: Vec<SocketAddr>,
+    rng_seed: Option<[u8; 32]>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self { keypair: None, config: Config::default(), listen: Vec::new(), rng_seed: None }
+    }
+}
+
+impl Builder {
+    /// Uses this identity; without it a fresh ed25519 key is made.
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Uses these node settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Listens on a TCP address (port 0 picks a free port); may repeat.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Seeds the node's randomness (for reproducible tests); without it the OS seeds it.
+    pub fn rng_seed(mut self, seed: [u8; 32]) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Binds the listeners and starts the node's event loop on `runtime`.
+    pub fn start<R: Runtime>(self, runtime: R) -> io::Result<Handle> {
+        let keypair = match self.keypair {
+            Some(k) => k,
+            None => relay_proto::identity::keypair_from_secret(os_random()?),
+        };
+        let seed = match self.rng_seed {
+            Some(s) => s,
+            None => os_random()?,
+        };
+        let unix_now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let node = relay_proto::Node::new(self.config, keypair, seed, Instant::now(), unix_now);
+        let peer_id = node.peer_id();
+        let mut listeners = Vec::new();
+        for addr in self.listen {
+            listeners.push(runtime.bind(addr)?);
+        }
+        let (commands, receiver) = mpsc::unbounded();
+        let shared = Arc::new(Shared { listen_addrs: Mutex::new(Vec::new()) });
+        driver::start(runtime, node, listeners, receiver, commands.clone(), shared.clone())?;
+        Ok(Handle { peer_id, commands, shared })
+    }
+}
+
+fn os_random() -> io::Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(seed)
+}
+
+/// State the driver publishes for handles to read without a round trip.
+#[derive(Debug)]
+struct Shared {
+    listen_addrs: Mutex<Vec<Multiaddr>>,
+}
+
+/// Commands from handles and streams to the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
+    OpenStream { peer: PeerId, protocol: String, reply: oneshot::Sender<Result<Stream, Error>> },
+    Accept { protocol: String, sender: mpsc::UnboundedSender<Stream> },
+    Ping { peer: PeerId, reply: oneshot::Sender<Result<Duration, Error>> },
+    Subscribe { sender: mpsc::UnboundedSender<Event> },
+    Disconnect { peer: PeerId },
+    Shutdown { reply: oneshot::Sender<()> },
+    Stream(stream::StreamCommand),
+}
+
+/// A running node: cheap to clone, usable from any task.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    peer_id: PeerId,
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Starts configuring a node.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Our PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses we listen on, each ending in `/p2p/<our id>`-less form.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.listen_addrs.lock().expect("not poisoned").clone()
+    }
+
+    /// Connects to a TCP multiaddr (optionally ending in `/p2p/PEER`, which is then
+    /// verified); returns the remote peer once the connection is established.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Dial { addr, reply })?;
+        answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Opens a stream to a connected peer with `protocol`.
+    pub async fn open_stream(&self, peer: PeerId, protocol: &str) -> Result<Stream, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::OpenStream { peer, protocol: protocol.to_owned(), reply })?;
+        answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Accepts inbound streams of `protocol`; they arrive on the returned receiver.
+    pub fn accept(&self, protocol: &str) -> Result<mpsc::UnboundedReceiver<Stream>, Error> {
+        let (sender, receiver) = mpsc::unbounded();
+        self.send(Command::Accept { protocol: protocol.to_owned(), sender })?;
+        Ok(receiver)
+    }
+
+    /// Pings a connected peer once.
+    pub async fn ping(&self, peer: PeerId) -> Result<Duration, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Ping { peer, reply })?;
+        answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Every node event from now on.
+    pub fn events(&self) -> Result<mpsc::UnboundedReceiver<Event>, Error> {
+        let (sender, receiver) = mpsc::unbounded();
+        self.send(Command::Subscribe { sender })?;
+        Ok(receiver)
+    }
+
+    /// Closes all connections to `peer`.
+    pub fn disconnect(&self, peer: PeerId) -> Result<(), Error> {
+        self.send(Command::Disconnect { peer })
+    }
+
+    /// Closes every connection, flushes the sockets and stops the node.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::Shutdown { reply }).is_ok() {
+            let _ = answer.await;
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.unbounded_send(command).map_err(|_| Error::NotRunning)
+    }
+}

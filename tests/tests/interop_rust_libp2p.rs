@@ -1,0 +1,164 @@
+//! Interop with rust-libp2p 0.57 from crates.io, both directions: TCP, Noise, Yamux,
+//! identify and ping, a 16 MiB echo over one stream, and 100 concurrent streams.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use relay_proto::Event;
+use relay_proto::identity::{Keypair, PeerId, keypair_from_seed};
+use relay_tests::suite::{self, ECHO};
+use relay_tests::{echo, exchange, payload, sha256};
+use relay_tokio::Tokio;
+use tokio::sync::mpsc;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+fn rust_swarm(key: Keypair) -> Swarm<Behaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .expect("tcp transport")
+        .with_behaviour(|key| Behaviour {
+            identify: identify::Behaviour::new(identify::Config::new("/ipfs/0.1.0".into(), key.public())),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_millis(500))),
+            stream: libp2p_stream::Behaviour::new(),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Runs the swarm in a task, forwarding its behaviour events.
+fn spawn_swarm(mut swarm: Swarm<Behaviour>) -> mpsc::UnboundedReceiver<BehaviourEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(event) = swarm.select_next_some().await {
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn rust_listener(key: Keypair) -> (Swarm<Behaviour>, libp2p::Multiaddr) {
+    let mut swarm = rust_swarm(key);
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            return (swarm, address);
+        }
+    }
+}
+
+/// Waits until rust-libp2p has identified `peer` and pinged it successfully.
+async fn rust_saw_identify_and_ping(events: &mut mpsc::UnboundedReceiver<BehaviourEvent>, peer: PeerId) {
+    let (mut identified, mut pinged) = (false, false);
+    while !(identified && pinged) {
+        match events.recv().await.expect("swarm running") {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                assert_eq!(peer_id, peer);
+                assert!(info.agent_version.starts_with("relay-rs/"), "{}", info.agent_version);
+                assert!(info.protocols.iter().any(|p| p.as_ref() == "/ipfs/ping/1.0.0"));
+                identified = true;
+            }
+            BehaviourEvent::Identify(identify::Event::Error { error, .. }) => panic!("identify: {error}"),
+            BehaviourEvent::Ping(ping::Event { peer: p, result, .. }) => {
+                assert_eq!(p, peer);
+                result.expect("rust-libp2p pings us");
+                pinged = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_dial_rust_libp2p() {
+    let rt = Tokio::current();
+    suite::within(&rt, Duration::from_secs(120), async {
+        let (swarm, addr) = rust_listener(keypair_from_seed(200)).await;
+        let rust_peer = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().stream.new_control();
+        let mut incoming = control.accept(StreamProtocol::new(ECHO)).unwrap();
+        tokio::spawn(async move {
+            while let Some((_, stream)) = incoming.next().await {
+                tokio::spawn(echo(stream));
+            }
+        });
+        let mut rust_events = spawn_swarm(swarm);
+
+        let ours = suite::node(&rt, 201, Default::default());
+        let mut events = ours.events().unwrap();
+        let peer = ours.dial(addr.with(libp2p::multiaddr::Protocol::P2p(rust_peer))).await.unwrap();
+        assert_eq!(peer, rust_peer);
+        loop {
+            if let Event::Identified { info, .. } = events.next().await.unwrap() {
+                assert!(info.agent_version.starts_with("rust-libp2p"), "{}", info.agent_version);
+                break;
+            }
+        }
+        ours.ping(rust_peer).await.expect("we ping rust-libp2p");
+        rust_saw_identify_and_ping(&mut rust_events, ours.peer_id()).await;
+
+        let data = payload(16 << 20, 1);
+        let stream = ours.open_stream(rust_peer, ECHO).await.unwrap();
+        let back = exchange(stream, &data).await.unwrap();
+        assert_eq!(sha256(&back), sha256(&data));
+
+        let streams = (0..100u64).map(|i| {
+            let ours = ours.clone();
+            async move {
+                let data = payload(32 * 1024, i);
+                let stream = ours.open_stream(rust_peer, ECHO).await.unwrap();
+                assert_eq!(exchange(stream, &data).await.unwrap(), data);
+            }
+        });
+        futures::future::join_all(streams).await;
+        ours.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_libp2p_dials_us() {
+    let rt = Tokio::current();
+    suite::within(&rt, Duration::from_secs(120), async {
+        let ours = suite::node(&rt, 202, Default::default());
+        suite::serve_echo(&rt, &ours);
+        let our_addr = ours.listen_addrs()[0].clone();
+
+        let mut swarm = rust_swarm(keypair_from_seed(203));
+        let mut control = swarm.behaviour().stream.new_control();
+        swarm.dial(our_addr.with(libp2p::multiaddr::Protocol::P2p(ours.peer_id()))).unwrap();
+        let mut rust_events = spawn_swarm(swarm);
+        rust_saw_identify_and_ping(&mut rust_events, ours.peer_id()).await;
+
+        let data = payload(16 << 20, 2);
+        let stream = control.open_stream(ours.peer_id(), StreamProtocol::new(ECHO)).await.unwrap();
+        let back = exchange(stream, &data).await.unwrap();
+        assert_eq!(sha256(&back), sha256(&data));
+
+        let streams = (0..100u64).map(|i| {
+            let mut control = control.clone();
+            let peer = ours.peer_id();
+            async move {
+                let data = payload(32 * 1024, i);
+                let stream = control.open_stream(peer, StreamProtocol::new(ECHO)).await.unwrap();
+                assert_eq!(exchange(stream, &data).await.unwrap(), data);
+            }
+        });
+        futures::future::join_all(streams).await;
+        ours.shutdown().await;
+    })
+    .await
+}
