@@ -191,7 +191,8 @@ impl Session {
             .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
         let accepted = &data[..n];
         let frames = n.div_ceil(self.max_frame_payload);
-        self.data.reserve(n + frames * HEADER_LEN);
+        self.data
+            .reserve(n.saturating_add(frames.saturating_mul(HEADER_LEN)));
         for chunk in accepted.chunks(self.max_frame_payload) {
             let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
             push(&mut self.data, Header::data(stream, Flags::NONE, len));

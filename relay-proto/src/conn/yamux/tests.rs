@@ -758,3 +758,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn writes_split_into_capped_frames() {
+    let now = base();
+    let huge = Config {
+        max_frame_payload: usize::MAX,
+        ..Config::default()
+    };
+    for (config, sizes) in [
+        (Config::default(), vec![65536; 4]),
+        (huge, vec![INITIAL_WINDOW]),
+    ] {
+        let mut s = Session::new(Mode::Client, config, now);
+        let id = s.open_stream().unwrap();
+        transmitted(&mut s);
+        let n = s.write(id, &vec![1; 300 * 1024]).unwrap();
+        assert_eq!(n, INITIAL_WINDOW as usize);
+        let lengths: Vec<u32> = transmitted(&mut s).iter().map(|h| h.length).collect();
+        assert_eq!(lengths, sizes);
+        assert_eq!(s.write(id, b"more"), Ok(0));
+    }
+}
