@@ -126,11 +126,13 @@ fn decrypt_frame(
     body: &[u8],
     out: &mut BytesMut,
 ) -> Result<(), NoiseError> {
-    let Some(plaintext_len) = body.len().checked_sub(TAG_LEN) else {
+    if body.len() < TAG_LEN {
         return Err(NoiseError::DecryptFailed);
-    };
+    }
+    // Room for the whole body, tag included: ring's cipher decrypts in place when the
+    // output holds the ciphertext, and copies through a fresh allocation otherwise.
     let start = out.len();
-    out.resize(start + plaintext_len, 0);
+    out.resize(start + body.len(), 0);
     match transport.read_message(body, &mut out[start..]) {
         Ok(written) => {
             out.truncate(start + written);
