@@ -8,40 +8,14 @@ use prost::Message;
 
 use super::NoiseError;
 use crate::identity::{Keypair, PeerId, PublicKey};
+pub use crate::wire::proto::NoiseExtensions;
+use crate::wire::proto::NoiseHandshakePayload;
 
 /// What the identity key signs: this prefix followed by the X25519 static public key.
 const STATIC_KEY_DOMAIN: &[u8] = b"noise-libp2p-static-key:";
 
 /// The `KeyType` of ed25519 in the libp2p `PublicKey` protobuf.
 const KEY_TYPE_ED25519: i32 = 1;
-
-// TODO(merge): use crate::wire::proto
-/// The payload of handshake messages 2 and 3 (`NoiseHandshakePayload` in the spec).
-#[derive(Clone, PartialEq, prost::Message)]
-struct NoiseHandshakePayload {
-    /// The sender's identity key, in the libp2p `PublicKey` protobuf encoding.
-    #[prost(bytes = "vec", optional, tag = "1")]
-    identity_key: Option<Vec<u8>>,
-    /// The identity key's signature over [`STATIC_KEY_DOMAIN`] and the static key.
-    #[prost(bytes = "vec", optional, tag = "2")]
-    identity_sig: Option<Vec<u8>>,
-    /// Optional features of the sender.
-    #[prost(message, optional, tag = "4")]
-    extensions: Option<NoiseExtensions>,
-}
-
-// TODO(merge): use crate::wire::proto
-/// Extensions a peer announces in its Noise handshake payload.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct NoiseExtensions {
-    /// Multihashes of the certificates a WebTransport listener serves.
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    pub webtransport_certhashes: Vec<Vec<u8>>,
-    /// Stream multiplexers the peer supports, in order of preference, for skipping
-    /// muxer negotiation after the handshake.
-    #[prost(string, repeated, tag = "2")]
-    pub stream_muxers: Vec<String>,
-}
 
 /// Just the key type of a libp2p `PublicKey` protobuf, to tell an unsupported key
 /// from a malformed one.
