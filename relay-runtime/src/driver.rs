@@ -23,6 +23,21 @@ use crate::{BoxFuture, BoxSocket, Command, Error, Listener, Runtime, Shared, Str
 /// Bytes read from a socket in one go.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Returns `Pending` once, letting other tasks on the executor run.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 enum SocketEvent {
     Accepted { socket: BoxSocket, remote: SocketAddr },
     Connected { conn: ConnectionId, socket: BoxSocket, local: SocketAddr },
@@ -177,7 +192,14 @@ impl<R: Runtime> Driver<R> {
                 }
                 _ = timer => {
                     deadline = None;
-                    self.node.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.node.handle_timeout(now);
+                    if self.node.poll_timeout().is_some_and(|next| next <= now) {
+                        // A deadline that does not move would spin this task; let the
+                        // socket tasks run before looking again.
+                        tracing::debug!("timer re-armed in the past");
+                        YieldNow(false).await;
+                    }
                 }
             }
             self.drain();

@@ -655,7 +655,8 @@ impl Node {
 impl Conn {
     fn poll_timeout(&self, ping: &PingConfig) -> Option<Instant> {
         let conn = self.conn.poll_timeout();
-        let ping = if self.conn.is_open() { self.pinger.poll_timeout(ping) } else { None };
+        // While the ping stream is being opened, a due ping waits for it, not for a timer.
+        let ping = if self.conn.is_open() && !self.ping_opening { self.pinger.poll_timeout(ping) } else { None };
         match (conn, ping) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
