@@ -13,6 +13,7 @@
 //! 4. [`node`]: one local peer composing all of the above.
 
 pub mod conn;
+pub mod hop;
 pub mod identity;
 pub mod rng;
 pub mod wire;
