@@ -5,25 +5,59 @@
 //! per-ASN counts, token-bucket rate limits, an access control list with an optional
 //! decision hook answered by the runtime, and abuse detection. It does not read or write
 //! streams, encode messages or sign vouchers: the hop/stop protocol handling calls
-//! `RelayPolicy` and acts on its answers.
+//! [`RelayPolicy`] and acts on its answers.
 //!
 //! Like the rest of relay-proto it reads no clock: every call takes `now: Instant`, and
 //! wall time (reservation expiry is Unix seconds on the wire) is passed in as `unix_now`.
-//! After every call, drain `RelayPolicy::poll_event` and re-arm the timer from
-//! `RelayPolicy::poll_timeout`; call `RelayPolicy::handle_timeout` when it fires.
+//! After every call, drain [`RelayPolicy::poll_event`] and re-arm the timer from
+//! [`RelayPolicy::poll_timeout`]; call [`RelayPolicy::handle_timeout`] when it fires.
 //!
-//! Files: [`rate`] (token buckets), [`ip`] (CIDRs, per-IP keys), [`asn`] (ip2asn table).
+//! Files: [`config`] (settings), [`policy`] (admission state), [`reservations`],
+//! [`circuits`], [`rate`] (token buckets), [`acl`], [`ip`] (CIDRs, per-IP keys), [`asn`]
+//! (ip2asn table), [`abuse`], [`hook`] (asking the runtime), [`refusal`] (status codes).
 
+pub mod abuse;
+pub mod acl;
 pub mod asn;
+pub mod circuits;
+pub mod config;
+pub mod hook;
 pub mod ip;
+pub mod policy;
 pub mod rate;
+pub mod refusal;
+pub mod reservations;
 
+pub use abuse::{AbuseConfig, AbuseKey};
+pub use acl::{AclConfig, HookMode};
 pub use asn::{AsnParseError, AsnTable};
+pub use circuits::{CircuitError, CircuitId, CircuitInfo, Direction, Limit, LimitHit, LimitKind};
+pub use config::{ConfigError, RateLimits, RelayConfig};
+pub use hook::{HookQuery, HookRequest, Ticket};
 pub use ip::{Cidr, CidrError, IpKey};
+pub use policy::{
+    Admission, Answered, CircuitGrant, Grant, PolicyEvent, RelayPolicy, ReservationGrant,
+    ResourceUsage, UnknownTicket,
+};
 pub use rate::{KeyedLimiter, RateLimit, TokenBucket};
+pub use refusal::{Refusal, RefusalReason, ServiceError};
+pub use reservations::ReservationInfo;
 
 /// A hash map with a fixed, unseeded hasher (switchable to `crate::map::Map`).
 type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// A hash set with a fixed, unseeded hasher (switchable to `crate::map::Set`).
+type Set<K> = hashbrown::HashSet<K, foldhash::fast::FixedState>;
+
+/// Decrements a count, removing it at zero so that count tables hold only live keys.
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut Map<K, u32>, key: K) {
+    if let hashbrown::hash_map::Entry::Occupied(mut e) = counts.entry(key) {
+        *e.get_mut() = e.get().saturating_sub(1);
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
+}
 
 /// The base instant of a test; tests offset every other instant from it.
 #[cfg(test)]
