@@ -754,3 +754,6 @@ impl RelayPolicy {
         refusal
     }
 }
+
+#[cfg(test)]
+mod tests;
