@@ -345,4 +345,13 @@ mod tests {
         let msg = AsnTable::parse("x\tx\t1").unwrap_err().to_string();
         assert!(msg.starts_with("ip2asn line 1:"), "{msg}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(text in "[0-9a-fA-F:.\t\n#AS -]{0,200}") {
+            if let Ok(t) = AsnTable::parse(&text) {
+                let _ = t.lookup(IpAddr::from([1, 2, 3, 4]));
+            }
+        }
+    }
 }

@@ -263,4 +263,22 @@ mod tests {
         assert_eq!(IpKey::new(ip("1::1"), 0), IpKey::new(ip("2::2"), 0));
         assert_ne!(IpKey::new(ip("1::1"), 200), IpKey::new(ip("1::2"), 200));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn cidrs_contain_their_network_and_never_panic(
+            text in "[0-9a-f:./]{0,45}",
+            bits in proptest::prelude::any::<u128>(),
+            prefix in 0u8..=128,
+        ) {
+            let _ = text.parse::<Cidr>();
+            let v6 = IpAddr::V6(Ipv6Addr::from_bits(bits));
+            let c = Cidr::new(v6, prefix).unwrap();
+            proptest::prop_assert!(c.contains(v6));
+            let v4 = IpAddr::V4(Ipv4Addr::from_bits(bits as u32));
+            let c = Cidr::new(v4, prefix.min(32)).unwrap();
+            proptest::prop_assert!(c.contains(v4));
+            let _ = IpKey::new(v6, prefix);
+        }
+    }
 }

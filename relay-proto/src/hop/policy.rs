@@ -756,4 +756,6 @@ impl RelayPolicy {
 }
 
 #[cfg(test)]
+mod prop;
+#[cfg(test)]
 mod tests;
