@@ -15,8 +15,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use relay_proto::node::Config;
 use relay_proto::identity::Keypair;
+use relay_proto::node::Config;
 use relay_runtime::{BoxFuture, BoxSocket, Listener, Runtime};
 
 pub use relay_runtime::{Error, Handle as Node, Stream};
@@ -44,7 +44,9 @@ impl Default for AsyncIo {
 impl AsyncIo {
     /// Spawns tasks with `spawner`, e.g. `|f| { async_std::task::spawn(f); }`.
     pub fn with_spawner(spawner: impl Fn(BoxFuture<()>) + Send + Sync + 'static) -> Self {
-        Self { spawner: Arc::new(spawner) }
+        Self {
+            spawner: Arc::new(spawner),
+        }
     }
 }
 
@@ -71,7 +73,9 @@ impl Runtime for AsyncIo {
 
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>> {
         let std = std::net::TcpListener::bind(addr)?;
-        Ok(Box::new(AsyncIoListener(async_net::TcpListener::try_from(std)?)))
+        Ok(Box::new(AsyncIoListener(async_net::TcpListener::try_from(
+            std,
+        )?)))
     }
 }
 
@@ -82,7 +86,9 @@ impl Listener for AsyncIoListener {
         self.0.local_addr()
     }
 
-    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>> {
+    fn accept(
+        &mut self,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>> {
         Box::pin(async move {
             let (socket, remote) = self.0.accept().await?;
             socket.set_nodelay(true)?;

@@ -37,8 +37,11 @@ fn load_or_create(path: &Path) -> Result<Keypair, String> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            file.write_all(&encoded).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut file = options
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            file.write_all(&encoded)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(key)
         }
         Err(e) => Err(format!("{}: {e}", path.display())),

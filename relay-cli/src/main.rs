@@ -47,7 +47,11 @@ struct ListenArgs {
     #[command(flatten)]
     identity: IdentityArgs,
     /// A TCP multiaddr to listen on; may repeat.
-    #[arg(long = "listen", value_name = "MULTIADDR", default_value = "/ip4/0.0.0.0/tcp/4001")]
+    #[arg(
+        long = "listen",
+        value_name = "MULTIADDR",
+        default_value = "/ip4/0.0.0.0/tcp/4001"
+    )]
     listen: Vec<Multiaddr>,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECONDS")]
@@ -79,7 +83,9 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Id(args) => identity::load(&args).map(|k| {
-            output::emit(&serde_json::json!({"event": "id", "peer_id": k.public().to_peer_id().to_string()}))
+            output::emit(
+                &serde_json::json!({"event": "id", "peer_id": k.public().to_peer_id().to_string()}),
+            )
         }),
         Command::Listen(args) => run::block_on(run::listen(args)),
         Command::Dial(args) => run::block_on(run::dial(args)),

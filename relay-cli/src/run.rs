@@ -27,7 +27,9 @@ pub(crate) fn block_on<F: Future<Output = Result<(), String>>>(future: F) -> Res
 
 async fn hold(seconds: Option<f64>) {
     match seconds {
-        Some(s) if s.is_finite() && s >= 0.0 => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            tokio::time::sleep(Duration::from_secs_f64(s)).await
+        }
         _ => std::future::pending().await,
     }
 }
@@ -38,7 +40,9 @@ pub(crate) async fn listen(args: ListenArgs) -> Result<(), String> {
     for addr in &args.listen {
         let (socket, peer) = parse_tcp(addr).map_err(|e| e.to_string())?;
         if peer.is_some() {
-            return Err(format!("--listen {addr}: a listen address has no /p2p/ part"));
+            return Err(format!(
+                "--listen {addr}: a listen address has no /p2p/ part"
+            ));
         }
         builder = builder.listen(socket);
     }
@@ -76,11 +80,22 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     let keypair = identity::load(&args.identity)?;
     parse_tcp(&args.target).map_err(|e| e.to_string())?;
     if peer_of(&args.target).is_none() {
-        return Err(format!("{}: the target must end with /p2p/<peer id>", args.target));
+        return Err(format!(
+            "{}: the target must end with /p2p/<peer id>",
+            args.target
+        ));
     }
-    let node = Node::builder().keypair(keypair).start().map_err(|e| e.to_string())?;
-    let peer = node.dial(args.target.clone()).await.map_err(|e| e.to_string())?;
-    emit(&json!({"event": "connected", "peer": peer.to_string(), "relayed": false, "addr": args.target.to_string()}));
+    let node = Node::builder()
+        .keypair(keypair)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let peer = node
+        .dial(args.target.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    emit(
+        &json!({"event": "connected", "peer": peer.to_string(), "relayed": false, "addr": args.target.to_string()}),
+    );
     for _ in 0..args.ping {
         let rtt = node.ping(peer).await.map_err(|e| e.to_string())?;
         emit(&json!({
@@ -100,7 +115,9 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
 /// Prints the node events that programs watching a listener care about.
 fn report_event(event: &Event) {
     match event {
-        Event::ConnectionEstablished { peer, remote_addr, .. } => emit(&json!({
+        Event::ConnectionEstablished {
+            peer, remote_addr, ..
+        } => emit(&json!({
             "event": "connected",
             "peer": peer.to_string(),
             "relayed": false,
@@ -114,4 +131,3 @@ fn report_event(event: &Event) {
         _ => {}
     }
 }
-

@@ -88,7 +88,9 @@ impl Info {
                 .filter_map(|a| Multiaddr::try_from(a).ok())
                 .collect(),
             protocols: message.protocols,
-            observed_addr: message.observed_addr.and_then(|a| Multiaddr::try_from(a).ok()),
+            observed_addr: message
+                .observed_addr
+                .and_then(|a| Multiaddr::try_from(a).ok()),
         })
     }
 }
@@ -101,7 +103,9 @@ pub struct Reader {
 
 impl Default for Reader {
     fn default() -> Self {
-        Self { frames: FrameReader::new(MAX_MESSAGE) }
+        Self {
+            frames: FrameReader::new(MAX_MESSAGE),
+        }
     }
 }
 
@@ -153,7 +157,10 @@ mod tests {
 
     #[test]
     fn missing_key_is_rejected() {
-        let body = proto::encode(&Identify { agent_version: Some("x".into()), ..Default::default() });
+        let body = proto::encode(&Identify {
+            agent_version: Some("x".into()),
+            ..Default::default()
+        });
         assert_eq!(Info::decode(&body), Err(IdentifyError::InvalidPublicKey));
     }
 

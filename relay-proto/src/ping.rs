@@ -41,7 +41,10 @@ pub struct PingConfig {
 
 impl Default for PingConfig {
     fn default() -> Self {
-        Self { interval: Some(Duration::from_secs(15)), timeout: Duration::from_secs(20) }
+        Self {
+            interval: Some(Duration::from_secs(15)),
+            timeout: Duration::from_secs(20),
+        }
     }
 }
 
@@ -174,22 +177,37 @@ mod tests {
         let mut rng = Rng::from_u64(1);
         let mut pinger = Pinger::new(t0, &config);
         let payload = pinger.poll_send(t0, &mut rng).unwrap();
-        assert!(pinger.poll_send(t0, &mut rng).is_none(), "one ping at a time");
+        assert!(
+            pinger.poll_send(t0, &mut rng).is_none(),
+            "one ping at a time"
+        );
         let mut echo = Echo::default();
         assert_eq!(echo.handle(&payload[..10]), None);
         let back = echo.handle(&payload[10..]).unwrap();
         let t1 = t0 + Duration::from_millis(30);
-        assert_eq!(pinger.handle_answer(t1, &back, &config), PingOutcome::Rtt(Duration::from_millis(30)));
-        assert_eq!(pinger.poll_timeout(&config), Some(t1 + config.interval.unwrap()));
+        assert_eq!(
+            pinger.handle_answer(t1, &back, &config),
+            PingOutcome::Rtt(Duration::from_millis(30))
+        );
+        assert_eq!(
+            pinger.poll_timeout(&config),
+            Some(t1 + config.interval.unwrap())
+        );
     }
 
     #[test]
     fn wrong_answer_and_timeout_fail() {
         let t0 = Instant::now();
-        let config = PingConfig { interval: None, timeout: Duration::from_secs(5) };
+        let config = PingConfig {
+            interval: None,
+            timeout: Duration::from_secs(5),
+        };
         let mut rng = Rng::from_u64(2);
         let mut pinger = Pinger::new(t0, &config);
-        assert!(pinger.poll_send(t0, &mut rng).is_none(), "no automatic pings");
+        assert!(
+            pinger.poll_send(t0, &mut rng).is_none(),
+            "no automatic pings"
+        );
         pinger.request(2, t0);
         let _ = pinger.poll_send(t0, &mut rng).unwrap();
         assert_eq!(
@@ -198,7 +216,10 @@ mod tests {
         );
         pinger.request(1, t0);
         let _ = pinger.poll_send(t0, &mut rng).unwrap();
-        assert_eq!(pinger.handle_timeout(t0 + Duration::from_secs(4), &config), None);
+        assert_eq!(
+            pinger.handle_timeout(t0 + Duration::from_secs(4), &config),
+            None
+        );
         assert_eq!(
             pinger.handle_timeout(t0 + Duration::from_secs(5), &config),
             Some(PingError::Timeout)

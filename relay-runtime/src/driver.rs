@@ -28,7 +28,10 @@ struct YieldNow(bool);
 
 impl std::future::Future for YieldNow {
     type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
         if self.0 {
             return std::task::Poll::Ready(());
         }
@@ -39,11 +42,26 @@ impl std::future::Future for YieldNow {
 }
 
 enum SocketEvent {
-    Accepted { socket: BoxSocket, remote: SocketAddr },
-    Connected { conn: ConnectionId, socket: BoxSocket, local: SocketAddr },
-    DialFailed { conn: ConnectionId, error: io::Error },
-    Data { conn: ConnectionId, bytes: Bytes },
-    Eof { conn: ConnectionId },
+    Accepted {
+        socket: BoxSocket,
+        remote: SocketAddr,
+    },
+    Connected {
+        conn: ConnectionId,
+        socket: BoxSocket,
+        local: SocketAddr,
+    },
+    DialFailed {
+        conn: ConnectionId,
+        error: io::Error,
+    },
+    Data {
+        conn: ConnectionId,
+        bytes: Bytes,
+    },
+    Eof {
+        conn: ConnectionId,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +85,8 @@ struct Driver<R: Runtime> {
     acceptors: std::collections::HashMap<String, mpsc::UnboundedSender<Stream>>,
     dials: std::collections::HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
     opens: std::collections::HashMap<StreamRef, oneshot::Sender<Result<Stream, Error>>>,
-    pings: std::collections::HashMap<ConnectionId, VecDeque<oneshot::Sender<Result<Duration, Error>>>>,
+    pings:
+        std::collections::HashMap<ConnectionId, VecDeque<oneshot::Sender<Result<Duration, Error>>>>,
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -111,7 +130,11 @@ async fn accept_loop(mut listener: Box<dyn Listener>, mut sockets: mpsc::Sender<
     loop {
         match listener.accept().await {
             Ok((socket, remote)) => {
-                if sockets.send(SocketEvent::Accepted { socket, remote }).await.is_err() {
+                if sockets
+                    .send(SocketEvent::Accepted { socket, remote })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -141,7 +164,10 @@ async fn read_loop(
         let event = if n == 0 {
             SocketEvent::Eof { conn }
         } else {
-            SocketEvent::Data { conn, bytes: Bytes::copy_from_slice(&buf[..n]) }
+            SocketEvent::Data {
+                conn,
+                bytes: Bytes::copy_from_slice(&buf[..n]),
+            }
         };
         if sockets.send(event).await.is_err() || n == 0 {
             return;
@@ -224,7 +250,11 @@ impl<R: Runtime> Driver<R> {
                     let _ = reply.send(Err(error.into()));
                 }
             },
-            Command::OpenStream { peer, protocol, reply } => {
+            Command::OpenStream {
+                peer,
+                protocol,
+                reply,
+            } => {
                 let Some(&conn) = self.node.connections_to(&peer).first() else {
                     let _ = reply.send(Err(Error::NotConnected(peer)));
                     return;
@@ -273,13 +303,17 @@ impl<R: Runtime> Driver<R> {
     fn on_stream_command(&mut self, now: Instant, command: StreamCommand) {
         match command {
             StreamCommand::Write(stream, data) => {
-                let Some(entry) = self.streams.get_mut(&stream) else { return };
+                let Some(entry) = self.streams.get_mut(&stream) else {
+                    return;
+                };
                 entry.pending.push_back(data);
                 self.flush_writes(now, stream);
             }
             StreamCommand::Consumed(stream, n) => self.node.stream_consumed(now, stream, n),
             StreamCommand::Close(stream) => {
-                let Some(entry) = self.streams.get_mut(&stream) else { return };
+                let Some(entry) = self.streams.get_mut(&stream) else {
+                    return;
+                };
                 entry.close_requested = true;
                 self.flush_writes(now, stream);
             }
@@ -288,11 +322,20 @@ impl<R: Runtime> Driver<R> {
                 let _ = self.node.stream_reset(now, stream);
             }
             StreamCommand::Dropped(stream) => {
-                let Some(entry) = self.streams.get_mut(&stream) else { return };
+                let Some(entry) = self.streams.get_mut(&stream) else {
+                    return;
+                };
                 entry.dropped = true;
                 entry.close_requested = true;
                 // Whatever arrived and was never read is given back to the peer's window.
-                let unread: usize = entry.state.lock().expect("not poisoned").recv.drain(..).map(|b| b.len()).sum();
+                let unread: usize = entry
+                    .state
+                    .lock()
+                    .expect("not poisoned")
+                    .recv
+                    .drain(..)
+                    .map(|b| b.len())
+                    .sum();
                 if unread > 0 {
                     self.node.stream_consumed(now, stream, unread);
                 }
@@ -303,7 +346,9 @@ impl<R: Runtime> Driver<R> {
 
     /// Feeds a stream's pending writes to the node as far as its send window allows.
     fn flush_writes(&mut self, now: Instant, stream: StreamRef) {
-        let Some(entry) = self.streams.get_mut(&stream) else { return };
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
         let mut accepted = 0;
         while let Some(front) = entry.pending.front_mut() {
             match self.node.stream_write(now, stream, front) {
@@ -343,7 +388,11 @@ impl<R: Runtime> Driver<R> {
 
     /// Forgets a stream that is finished both ways and whose handle is gone.
     fn retire_stream(&mut self, stream: StreamRef) {
-        if self.streams.get(&stream).is_some_and(|e| e.dropped && e.closed && e.remote_finished) {
+        if self
+            .streams
+            .get(&stream)
+            .is_some_and(|e| e.dropped && e.closed && e.remote_finished)
+        {
             self.streams.remove(&stream);
         }
     }
@@ -355,15 +404,37 @@ impl<R: Runtime> Driver<R> {
                 Ok(conn) => self.attach(conn, socket),
                 Err(error) => tracing::info!(%remote, %error, "refused inbound connection"),
             },
-            SocketEvent::Connected { conn, socket, local } => {
+            SocketEvent::Connected {
+                conn,
+                socket,
+                local,
+            } => {
                 self.attach(conn, socket);
-                self.node.handle_input(now, Input::Connected { conn, local_addr: local });
+                self.node.handle_input(
+                    now,
+                    Input::Connected {
+                        conn,
+                        local_addr: local,
+                    },
+                );
             }
             SocketEvent::DialFailed { conn, error } => {
-                self.node.handle_input(now, Input::DialFailed { conn, error: error.to_string() });
+                self.node.handle_input(
+                    now,
+                    Input::DialFailed {
+                        conn,
+                        error: error.to_string(),
+                    },
+                );
             }
             SocketEvent::Data { conn, bytes } => {
-                self.node.handle_input(now, Input::Received { conn, bytes: &bytes });
+                self.node.handle_input(
+                    now,
+                    Input::Received {
+                        conn,
+                        bytes: &bytes,
+                    },
+                );
             }
             SocketEvent::Eof { conn } => self.node.handle_input(now, Input::Closed { conn }),
         }
@@ -374,8 +445,14 @@ impl<R: Runtime> Driver<R> {
         let (queue, queue_rx) = mpsc::unbounded();
         let (stop, stop_rx) = oneshot::channel();
         self.writers.insert(conn, queue);
-        self.runtime.spawn(Box::pin(read_loop(conn, reader, self.sockets.clone(), stop_rx)));
-        self.runtime.spawn(Box::pin(write_loop(writer, queue_rx, stop)));
+        self.runtime.spawn(Box::pin(read_loop(
+            conn,
+            reader,
+            self.sockets.clone(),
+            stop_rx,
+        )));
+        self.runtime
+            .spawn(Box::pin(write_loop(writer, queue_rx, stop)));
     }
 
     fn drain(&mut self) {
@@ -391,7 +468,11 @@ impl<R: Runtime> Driver<R> {
                     let connect = self.runtime.connect(addr);
                     self.runtime.spawn(Box::pin(async move {
                         let event = match connect.await {
-                            Ok((socket, local)) => SocketEvent::Connected { conn, socket, local },
+                            Ok((socket, local)) => SocketEvent::Connected {
+                                conn,
+                                socket,
+                                local,
+                            },
                             Err(error) => SocketEvent::DialFailed { conn, error },
                         };
                         let _ = sockets.send(event).await;
@@ -440,7 +521,11 @@ impl<R: Runtime> Driver<R> {
                     let _ = reply.send(result.map_err(|e| Error::Ping(e.to_string())));
                 }
             }
-            Event::InboundStream { stream, peer, protocol } => {
+            Event::InboundStream {
+                stream,
+                peer,
+                protocol,
+            } => {
                 let handle = self.new_stream(*stream, *peer, protocol.clone());
                 let delivered = match self.acceptors.get(protocol) {
                     Some(sender) => sender.unbounded_send(handle).is_ok(),
@@ -452,7 +537,11 @@ impl<R: Runtime> Driver<R> {
                     let _ = self.node.stream_reset(now, *stream);
                 }
             }
-            Event::StreamOpened { stream, peer, protocol } => {
+            Event::StreamOpened {
+                stream,
+                peer,
+                protocol,
+            } => {
                 let handle = self.new_stream(*stream, *peer, protocol.clone());
                 match self.opens.remove(stream) {
                     Some(reply) => {
@@ -496,14 +585,24 @@ impl<R: Runtime> Driver<R> {
             Event::StreamWritable { stream } => self.flush_writes(now, *stream),
             _ => {}
         }
-        if !matches!(event, Event::StreamData { .. } | Event::StreamWritable { .. }) {
-            self.subscribers.retain(|s| s.unbounded_send(event.clone()).is_ok());
+        if !matches!(
+            event,
+            Event::StreamData { .. } | Event::StreamWritable { .. }
+        ) {
+            self.subscribers
+                .retain(|s| s.unbounded_send(event.clone()).is_ok());
         }
     }
 
     fn new_stream(&mut self, id: StreamRef, peer: PeerId, protocol: String) -> Stream {
         let state = Arc::new(Mutex::new(StreamState::default()));
-        self.streams.insert(id, StreamEntry { state: state.clone(), ..Default::default() });
+        self.streams.insert(
+            id,
+            StreamEntry {
+                state: state.clone(),
+                ..Default::default()
+            },
+        );
         Stream::new(id, peer, protocol, state, self.commands.clone())
     }
 }

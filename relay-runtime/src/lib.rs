@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncWrite};
+use relay_proto::Multiaddr;
 use relay_proto::identity::{Keypair, PeerId};
 use relay_proto::node::{Config, DialError, Event};
-use relay_proto::Multiaddr;
 
 pub use stream::Stream;
 
@@ -46,7 +46,9 @@ pub trait Listener: Send + 'static {
     /// The bound address.
     fn local_addr(&self) -> io::Result<SocketAddr>;
     /// Waits for the next connection: the socket and the remote address.
-    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>>;
+    fn accept(
+        &mut self,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>>;
 }
 
 /// What an async runtime supplies to the driver.
@@ -95,7 +97,12 @@ pub struct Builder {
 
 impl Default for Builder {
     fn default() -> Self {
-        Self { keypair: None, config: Config::default(), listen: Vec::new(), rng_seed: None }
+        Self {
+            keypair: None,
+            config: Config::default(),
+            listen: Vec::new(),
+            rng_seed: None,
+        }
     }
 }
 
@@ -145,9 +152,22 @@ impl Builder {
             listeners.push(runtime.bind(addr)?);
         }
         let (commands, receiver) = mpsc::unbounded();
-        let shared = Arc::new(Shared { listen_addrs: Mutex::new(Vec::new()) });
-        driver::start(runtime, node, listeners, receiver, commands.clone(), shared.clone())?;
-        Ok(Handle { peer_id, commands, shared })
+        let shared = Arc::new(Shared {
+            listen_addrs: Mutex::new(Vec::new()),
+        });
+        driver::start(
+            runtime,
+            node,
+            listeners,
+            receiver,
+            commands.clone(),
+            shared.clone(),
+        )?;
+        Ok(Handle {
+            peer_id,
+            commands,
+            shared,
+        })
     }
 }
 
@@ -166,13 +186,32 @@ struct Shared {
 /// Commands from handles and streams to the driver.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, Error>> },
-    OpenStream { peer: PeerId, protocol: String, reply: oneshot::Sender<Result<Stream, Error>> },
-    Accept { protocol: String, sender: mpsc::UnboundedSender<Stream> },
-    Ping { peer: PeerId, reply: oneshot::Sender<Result<Duration, Error>> },
-    Subscribe { sender: mpsc::UnboundedSender<Event> },
-    Disconnect { peer: PeerId },
-    Shutdown { reply: oneshot::Sender<()> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, Error>>,
+    },
+    OpenStream {
+        peer: PeerId,
+        protocol: String,
+        reply: oneshot::Sender<Result<Stream, Error>>,
+    },
+    Accept {
+        protocol: String,
+        sender: mpsc::UnboundedSender<Stream>,
+    },
+    Ping {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<Duration, Error>>,
+    },
+    Subscribe {
+        sender: mpsc::UnboundedSender<Event>,
+    },
+    Disconnect {
+        peer: PeerId,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
     Stream(stream::StreamCommand),
 }
 
@@ -197,7 +236,11 @@ impl Handle {
 
     /// The addresses we listen on, each ending in `/p2p/<our id>`-less form.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.shared.listen_addrs.lock().expect("not poisoned").clone()
+        self.shared
+            .listen_addrs
+            .lock()
+            .expect("not poisoned")
+            .clone()
     }
 
     /// Connects to a TCP multiaddr (optionally ending in `/p2p/PEER`, which is then
@@ -211,14 +254,21 @@ impl Handle {
     /// Opens a stream to a connected peer with `protocol`.
     pub async fn open_stream(&self, peer: PeerId, protocol: &str) -> Result<Stream, Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::OpenStream { peer, protocol: protocol.to_owned(), reply })?;
+        self.send(Command::OpenStream {
+            peer,
+            protocol: protocol.to_owned(),
+            reply,
+        })?;
         answer.await.map_err(|_| Error::NotRunning)?
     }
 
     /// Accepts inbound streams of `protocol`; they arrive on the returned receiver.
     pub fn accept(&self, protocol: &str) -> Result<mpsc::UnboundedReceiver<Stream>, Error> {
         let (sender, receiver) = mpsc::unbounded();
-        self.send(Command::Accept { protocol: protocol.to_owned(), sender })?;
+        self.send(Command::Accept {
+            protocol: protocol.to_owned(),
+            sender,
+        })?;
         Ok(receiver)
     }
 
@@ -250,6 +300,8 @@ impl Handle {
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands.unbounded_send(command).map_err(|_| Error::NotRunning)
+        self.commands
+            .unbounded_send(command)
+            .map_err(|_| Error::NotRunning)
     }
 }

@@ -86,7 +86,15 @@ impl Stream {
         state: SharedState,
         commands: mpsc::UnboundedSender<Command>,
     ) -> Self {
-        Self { id, peer, protocol, state, commands, unreported: 0, closed: false }
+        Self {
+            id,
+            peer,
+            protocol,
+            state,
+            commands,
+            unreported: 0,
+            closed: false,
+        }
     }
 
     /// The remote peer.
@@ -131,12 +139,18 @@ fn broken_pipe(reset: bool) -> io::Error {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let mut state = this.state.lock().expect("not poisoned");
         let mut read = 0;
         while read < buf.len() {
-            let Some(front) = state.recv.front_mut() else { break };
+            let Some(front) = state.recv.front_mut() else {
+                break;
+            };
             let n = front.len().min(buf.len() - read);
             buf[read..read + n].copy_from_slice(&front[..n]);
             front.advance(n);
@@ -164,7 +178,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(broken_pipe(false)));
         }
@@ -179,7 +197,10 @@ impl AsyncWrite for Stream {
         let n = buf.len().min(WRITE_BUFFER - state.write_pending);
         state.write_pending += n;
         drop(state);
-        self.send(StreamCommand::Write(self.id, Bytes::copy_from_slice(&buf[..n])));
+        self.send(StreamCommand::Write(
+            self.id,
+            Bytes::copy_from_slice(&buf[..n]),
+        ));
         Poll::Ready(Ok(n))
     }
 

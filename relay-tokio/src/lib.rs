@@ -63,7 +63,9 @@ impl Runtime for Tokio {
         let std = std::net::TcpListener::bind(addr)?;
         std.set_nonblocking(true)?;
         let _guard = self.0.enter();
-        Ok(Box::new(TokioListener(tokio::net::TcpListener::from_std(std)?)))
+        Ok(Box::new(TokioListener(tokio::net::TcpListener::from_std(
+            std,
+        )?)))
     }
 }
 
@@ -74,7 +76,9 @@ impl Listener for TokioListener {
         self.0.local_addr()
     }
 
-    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>> {
+    fn accept(
+        &mut self,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>> {
         Box::pin(async move {
             let (socket, remote) = self.0.accept().await?;
             socket.set_nodelay(true)?;
@@ -219,7 +223,11 @@ impl tokio::io::AsyncRead for Stream {
 }
 
 impl tokio::io::AsyncWrite for Stream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 

@@ -69,7 +69,11 @@ pub async fn connect_identify_ping<R: Runtime>(rt: R) {
             match events.next().await.expect("node running") {
                 Event::Identified { peer, info, .. } => {
                     assert_eq!(peer, b.peer_id());
-                    assert!(info.protocols.iter().any(|p| p == relay_proto::ping::PROTOCOL));
+                    assert!(
+                        info.protocols
+                            .iter()
+                            .any(|p| p == relay_proto::ping::PROTOCOL)
+                    );
                     assert_eq!(info.listen_addrs, b.listen_addrs());
                     break;
                 }
@@ -134,8 +138,14 @@ pub async fn unknown_protocol<R: Runtime>(rt: R) {
         let b = node(&rt, 8, Config::default());
         serve_echo(&rt, &b);
         a.dial(addr_of(&b)).await.unwrap();
-        let error = a.open_stream(b.peer_id(), "/nobody/1.0.0").await.unwrap_err();
-        assert!(matches!(error, Error::Stream(ref e) if e.contains("not supported")), "{error}");
+        let error = a
+            .open_stream(b.peer_id(), "/nobody/1.0.0")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Stream(ref e) if e.contains("not supported")),
+            "{error}"
+        );
         let mut stream = a.open_stream(b.peer_id(), ECHO).await.unwrap();
         stream.write_all(b"still here").await.unwrap();
         stream.close().await.unwrap();
@@ -154,7 +164,9 @@ pub async fn wrong_peer_id<R: Runtime>(rt: R) {
         let a = node(&rt, 9, Config::default());
         let b = node(&rt, 10, Config::default());
         let wrong = keypair_from_seed(99).public().to_peer_id();
-        let addr = b.listen_addrs()[0].clone().with(relay_proto::multiaddr::Protocol::P2p(wrong));
+        let addr = b.listen_addrs()[0]
+            .clone()
+            .with(relay_proto::multiaddr::Protocol::P2p(wrong));
         let error = a.dial(addr).await.unwrap_err();
         assert!(error.to_string().contains("peer"), "{error}");
         a.shutdown().await;
@@ -178,7 +190,10 @@ pub async fn bad_peers_are_dropped<R: Runtime>(rt: R) {
         garbage.write_all(&[0xff; 64]).await.unwrap();
         // A peer that starts the handshake and stalls.
         let (mut stalled, _) = rt.connect(target).await.unwrap();
-        stalled.write_all(b"\x13/multistream/1.0.0\n").await.unwrap();
+        stalled
+            .write_all(b"\x13/multistream/1.0.0\n")
+            .await
+            .unwrap();
 
         let mut failures = 0;
         while failures < 2 {
@@ -203,5 +218,7 @@ pub async fn bad_peers_are_dropped<R: Runtime>(rt: R) {
 }
 
 fn socket_of(node: &Handle) -> SocketAddr {
-    relay_proto::node::addr::parse_tcp(&node.listen_addrs()[0]).expect("tcp").0
+    relay_proto::node::addr::parse_tcp(&node.listen_addrs()[0])
+        .expect("tcp")
+        .0
 }

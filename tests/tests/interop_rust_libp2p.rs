@@ -23,11 +23,20 @@ struct Behaviour {
 fn rust_swarm(key: Keypair) -> Swarm<Behaviour> {
     libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .expect("tcp transport")
         .with_behaviour(|key| Behaviour {
-            identify: identify::Behaviour::new(identify::Config::new("/ipfs/0.1.0".into(), key.public())),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_millis(500))),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/ipfs/0.1.0".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(Duration::from_millis(500)),
+            ),
             stream: libp2p_stream::Behaviour::new(),
         })
         .expect("behaviour")
@@ -52,7 +61,9 @@ fn spawn_swarm(mut swarm: Swarm<Behaviour>) -> mpsc::UnboundedReceiver<Behaviour
 
 async fn rust_listener(key: Keypair) -> (Swarm<Behaviour>, libp2p::Multiaddr) {
     let mut swarm = rust_swarm(key);
-    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
     loop {
         if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
             return (swarm, address);
@@ -61,18 +72,33 @@ async fn rust_listener(key: Keypair) -> (Swarm<Behaviour>, libp2p::Multiaddr) {
 }
 
 /// Waits until rust-libp2p has identified `peer` and pinged it successfully.
-async fn rust_saw_identify_and_ping(events: &mut mpsc::UnboundedReceiver<BehaviourEvent>, peer: PeerId) {
+async fn rust_saw_identify_and_ping(
+    events: &mut mpsc::UnboundedReceiver<BehaviourEvent>,
+    peer: PeerId,
+) {
     let (mut identified, mut pinged) = (false, false);
     while !(identified && pinged) {
         match events.recv().await.expect("swarm running") {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 assert_eq!(peer_id, peer);
-                assert!(info.agent_version.starts_with("relay-rs/"), "{}", info.agent_version);
-                assert!(info.protocols.iter().any(|p| p.as_ref() == "/ipfs/ping/1.0.0"));
+                assert!(
+                    info.agent_version.starts_with("relay-rs/"),
+                    "{}",
+                    info.agent_version
+                );
+                assert!(
+                    info.protocols
+                        .iter()
+                        .any(|p| p.as_ref() == "/ipfs/ping/1.0.0")
+                );
                 identified = true;
             }
-            BehaviourEvent::Identify(identify::Event::Error { error, .. }) => panic!("identify: {error}"),
-            BehaviourEvent::Ping(ping::Event { peer: p, result, .. }) => {
+            BehaviourEvent::Identify(identify::Event::Error { error, .. }) => {
+                panic!("identify: {error}")
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer: p, result, ..
+            }) => {
                 assert_eq!(p, peer);
                 result.expect("rust-libp2p pings us");
                 pinged = true;
@@ -99,11 +125,18 @@ async fn we_dial_rust_libp2p() {
 
         let ours = suite::node(&rt, 201, Default::default());
         let mut events = ours.events().unwrap();
-        let peer = ours.dial(addr.with(libp2p::multiaddr::Protocol::P2p(rust_peer))).await.unwrap();
+        let peer = ours
+            .dial(addr.with(libp2p::multiaddr::Protocol::P2p(rust_peer)))
+            .await
+            .unwrap();
         assert_eq!(peer, rust_peer);
         loop {
             if let Event::Identified { info, .. } = events.next().await.unwrap() {
-                assert!(info.agent_version.starts_with("rust-libp2p"), "{}", info.agent_version);
+                assert!(
+                    info.agent_version.starts_with("rust-libp2p"),
+                    "{}",
+                    info.agent_version
+                );
                 break;
             }
         }
@@ -139,12 +172,17 @@ async fn rust_libp2p_dials_us() {
 
         let mut swarm = rust_swarm(keypair_from_seed(203));
         let mut control = swarm.behaviour().stream.new_control();
-        swarm.dial(our_addr.with(libp2p::multiaddr::Protocol::P2p(ours.peer_id()))).unwrap();
+        swarm
+            .dial(our_addr.with(libp2p::multiaddr::Protocol::P2p(ours.peer_id())))
+            .unwrap();
         let mut rust_events = spawn_swarm(swarm);
         rust_saw_identify_and_ping(&mut rust_events, ours.peer_id()).await;
 
         let data = payload(16 << 20, 2);
-        let stream = control.open_stream(ours.peer_id(), StreamProtocol::new(ECHO)).await.unwrap();
+        let stream = control
+            .open_stream(ours.peer_id(), StreamProtocol::new(ECHO))
+            .await
+            .unwrap();
         let back = exchange(stream, &data).await.unwrap();
         assert_eq!(sha256(&back), sha256(&data));
 
@@ -153,7 +191,10 @@ async fn rust_libp2p_dials_us() {
             let peer = ours.peer_id();
             async move {
                 let data = payload(32 * 1024, i);
-                let stream = control.open_stream(peer, StreamProtocol::new(ECHO)).await.unwrap();
+                let stream = control
+                    .open_stream(peer, StreamProtocol::new(ECHO))
+                    .await
+                    .unwrap();
                 assert_eq!(exchange(stream, &data).await.unwrap(), data);
             }
         });

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::wire::proto;
 
 /// Limits of one relayed connection. `None` means no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Limit {
     /// How long the relayed connection may last.
     pub duration: Option<Duration>,
@@ -24,13 +24,18 @@ pub const MILLISECONDS_THRESHOLD: u32 = 86_400;
 
 impl Limit {
     /// No limit at all.
-    pub const NONE: Limit = Limit { duration: None, data: None };
+    pub const NONE: Limit = Limit {
+        duration: None,
+        data: None,
+    };
 
     /// Reads a limit from the wire. `0` or a missing field means no limit.
     /// `duration_in_ms` says the sender is known to write milliseconds (js-libp2p);
     /// otherwise [`MILLISECONDS_THRESHOLD`] decides.
     pub fn from_wire(limit: Option<&proto::Limit>, duration_in_ms: bool) -> Self {
-        let Some(limit) = limit else { return Limit::NONE };
+        let Some(limit) = limit else {
+            return Limit::NONE;
+        };
         let duration = match limit.duration {
             None | Some(0) => None,
             Some(d) if duration_in_ms || d > MILLISECONDS_THRESHOLD => {
@@ -73,8 +78,14 @@ mod tests {
     #[test]
     fn zero_and_missing_mean_unlimited() {
         assert_eq!(Limit::from_wire(None, false), Limit::NONE);
-        assert_eq!(Limit::from_wire(Some(&wire(Some(0), Some(0))), false), Limit::NONE);
-        assert_eq!(Limit::from_wire(Some(&wire(None, None)), false), Limit::NONE);
+        assert_eq!(
+            Limit::from_wire(Some(&wire(Some(0), Some(0))), false),
+            Limit::NONE
+        );
+        assert_eq!(
+            Limit::from_wire(Some(&wire(None, None)), false),
+            Limit::NONE
+        );
     }
 
     #[test]
@@ -90,10 +101,16 @@ mod tests {
 
     #[test]
     fn to_wire_round_trips() {
-        let limit = Limit { duration: Some(Duration::from_secs(120)), data: Some(1 << 17) };
+        let limit = Limit {
+            duration: Some(Duration::from_secs(120)),
+            data: Some(1 << 17),
+        };
         assert_eq!(Limit::from_wire(limit.to_wire().as_ref(), false), limit);
         assert_eq!(Limit::NONE.to_wire(), None);
-        let short = Limit { duration: Some(Duration::from_millis(10)), data: None };
+        let short = Limit {
+            duration: Some(Duration::from_millis(10)),
+            data: None,
+        };
         assert_eq!(short.to_wire().unwrap().duration, Some(1));
     }
 }

@@ -2,7 +2,9 @@
 //! [`MAX_RELAY_MESSAGE`] bytes, with required fields checked.
 
 use crate::wire::frame::{FrameError, FrameReader};
-use crate::wire::proto::{self, HopMessage, HopType, MAX_RELAY_MESSAGE, Status, StopMessage, StopType};
+use crate::wire::proto::{
+    self, HopMessage, HopType, MAX_RELAY_MESSAGE, Status, StopMessage, StopType,
+};
 
 /// Why a relay message was rejected; each maps to the status the spec answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +53,9 @@ pub struct MessageReader {
 
 impl Default for MessageReader {
     fn default() -> Self {
-        Self { frames: FrameReader::new(MAX_RELAY_MESSAGE) }
+        Self {
+            frames: FrameReader::new(MAX_RELAY_MESSAGE),
+        }
     }
 }
 
@@ -70,7 +74,8 @@ impl MessageReader {
 
 /// A hop message whose `type` is known.
 pub fn decode_hop(body: &[u8]) -> Result<(HopType, HopMessage), MessageError> {
-    let msg: HopMessage = proto::decode(body).map_err(|_| MessageError::Malformed("hop protobuf"))?;
+    let msg: HopMessage =
+        proto::decode(body).map_err(|_| MessageError::Malformed("hop protobuf"))?;
     let kind = msg
         .r#type
         .and_then(|t| HopType::try_from(t).ok())
@@ -80,7 +85,8 @@ pub fn decode_hop(body: &[u8]) -> Result<(HopType, HopMessage), MessageError> {
 
 /// A stop message whose `type` is known.
 pub fn decode_stop(body: &[u8]) -> Result<(StopType, StopMessage), MessageError> {
-    let msg: StopMessage = proto::decode(body).map_err(|_| MessageError::Malformed("stop protobuf"))?;
+    let msg: StopMessage =
+        proto::decode(body).map_err(|_| MessageError::Malformed("stop protobuf"))?;
     let kind = msg
         .r#type
         .and_then(|t| StopType::try_from(t).ok())
@@ -92,14 +98,20 @@ pub fn decode_stop(body: &[u8]) -> Result<(StopType, StopMessage), MessageError>
 pub fn status_of(status: Option<i32>) -> Result<Status, MessageError> {
     status
         .and_then(|s| Status::try_from(s).ok())
-        .ok_or(MessageError::Malformed("status message without a known status"))
+        .ok_or(MessageError::Malformed(
+            "status message without a known status",
+        ))
 }
 
 /// A length-prefixed hop STATUS message.
 pub fn hop_status(status: Status) -> Vec<u8> {
     let mut out = Vec::new();
     proto::encode_length_prefixed(
-        &HopMessage { r#type: Some(HopType::Status as i32), status: Some(status as i32), ..Default::default() },
+        &HopMessage {
+            r#type: Some(HopType::Status as i32),
+            status: Some(status as i32),
+            ..Default::default()
+        },
         &mut out,
     );
     out
@@ -109,7 +121,11 @@ pub fn hop_status(status: Status) -> Vec<u8> {
 pub fn stop_status(status: Status) -> Vec<u8> {
     let mut out = Vec::new();
     proto::encode_length_prefixed(
-        &StopMessage { r#type: Some(StopType::Status as i32), status: Some(status as i32), ..Default::default() },
+        &StopMessage {
+            r#type: Some(StopType::Status as i32),
+            status: Some(status as i32),
+            ..Default::default()
+        },
         &mut out,
     );
     out
@@ -131,21 +147,33 @@ mod tests {
         let mut reader = MessageReader::default();
         let mut prefix = Vec::new();
         crate::wire::varint::encode_into(4097, &mut prefix);
-        assert_eq!(reader.push(&prefix), Err(MessageError::TooLarge { len: 4097 }));
+        assert_eq!(
+            reader.push(&prefix),
+            Err(MessageError::TooLarge { len: 4097 })
+        );
     }
 
     #[test]
     fn missing_type_is_malformed() {
         let body = proto::encode(&HopMessage::default());
-        assert_eq!(decode_hop(&body).unwrap_err().status(), Status::MalformedMessage);
-        let body = proto::encode(&HopMessage { r#type: Some(77), ..Default::default() });
+        assert_eq!(
+            decode_hop(&body).unwrap_err().status(),
+            Status::MalformedMessage
+        );
+        let body = proto::encode(&HopMessage {
+            r#type: Some(77),
+            ..Default::default()
+        });
         assert!(decode_hop(&body).is_err());
     }
 
     #[test]
     fn status_round_trip() {
         let mut reader = MessageReader::default();
-        let body = reader.push(&hop_status(Status::NoReservation)).unwrap().unwrap();
+        let body = reader
+            .push(&hop_status(Status::NoReservation))
+            .unwrap()
+            .unwrap();
         let (kind, msg) = decode_hop(&body).unwrap();
         assert_eq!(kind, HopType::Status);
         assert_eq!(status_of(msg.status), Ok(Status::NoReservation));

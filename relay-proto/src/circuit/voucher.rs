@@ -42,7 +42,8 @@ impl Voucher {
             peer: Some(self.peer.to_bytes()),
             expiration: Some(self.expiration),
         });
-        let signed = proto::envelope_signing_bytes(RELAY_RSVP_DOMAIN, &RELAY_RSVP_PAYLOAD_TYPE, &payload);
+        let signed =
+            proto::envelope_signing_bytes(RELAY_RSVP_DOMAIN, &RELAY_RSVP_PAYLOAD_TYPE, &payload);
         // Signing with an ed25519 key cannot fail.
         let signature = relay_key.sign(&signed).unwrap_or_default();
         proto::encode(&Envelope {
@@ -59,13 +60,22 @@ impl Voucher {
         if envelope.payload_type != RELAY_RSVP_PAYLOAD_TYPE {
             return Err(VoucherError::WrongPayloadType);
         }
-        let key = PublicKey::try_decode_protobuf(&envelope.public_key).map_err(|_| VoucherError::Malformed)?;
-        let signed = proto::envelope_signing_bytes(RELAY_RSVP_DOMAIN, &envelope.payload_type, &envelope.payload);
+        let key = PublicKey::try_decode_protobuf(&envelope.public_key)
+            .map_err(|_| VoucherError::Malformed)?;
+        let signed = proto::envelope_signing_bytes(
+            RELAY_RSVP_DOMAIN,
+            &envelope.payload_type,
+            &envelope.payload,
+        );
         if !key.verify(&signed, &envelope.signature) {
             return Err(VoucherError::BadSignature);
         }
-        let voucher: ReservationVoucher = proto::decode(&envelope.payload).map_err(|_| VoucherError::Malformed)?;
-        let peer_id = |b: Option<Vec<u8>>| b.and_then(|b| PeerId::from_bytes(&b).ok()).ok_or(VoucherError::Malformed);
+        let voucher: ReservationVoucher =
+            proto::decode(&envelope.payload).map_err(|_| VoucherError::Malformed)?;
+        let peer_id = |b: Option<Vec<u8>>| {
+            b.and_then(|b| PeerId::from_bytes(&b).ok())
+                .ok_or(VoucherError::Malformed)
+        };
         let voucher = Voucher {
             relay: peer_id(voucher.relay)?,
             peer: peer_id(voucher.peer)?,

@@ -8,14 +8,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use crate::map::Map as HashMap;
+use bytes::{Bytes, BytesMut};
 
 use super::noise::{self, HandshakeProgress, NoiseError};
 use super::yamux::{self, StreamId, YamuxError};
 use crate::identity::{Keypair, PeerId, PublicKey};
 use crate::rng::Rng;
-use crate::wire::multistream::{self, NegotiationError, Negotiated};
+use crate::wire::multistream::{self, Negotiated, NegotiationError};
 
 /// The muxer this stack speaks inside Noise.
 pub const YAMUX_PROTOCOL: &str = "/yamux/1.0.0";
@@ -40,7 +40,10 @@ pub struct ConnectionConfig {
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
-        Self { upgrade_timeout: Duration::from_secs(10), yamux: yamux::Config::default() }
+        Self {
+            upgrade_timeout: Duration::from_secs(10),
+            yamux: yamux::Config::default(),
+        }
     }
 }
 
@@ -193,7 +196,9 @@ enum Negotiator {
 impl Negotiator {
     fn new(endpoint: Endpoint, protocol: &str, out: &mut Vec<u8>) -> Self {
         match endpoint {
-            Endpoint::Dialer => Negotiator::Dialer(multistream::Dialer::new(vec![protocol.to_owned()], out)),
+            Endpoint::Dialer => {
+                Negotiator::Dialer(multistream::Dialer::new(vec![protocol.to_owned()], out))
+            }
             Endpoint::Listener => Negotiator::Listener(multistream::Listener::new()),
         }
     }
@@ -213,11 +218,20 @@ impl Negotiator {
 
 enum State {
     /// Agreeing on `/noise`.
-    Security { mss: Negotiator, identity: Box<Keypair>, rng: Box<Rng> },
+    Security {
+        mss: Negotiator,
+        identity: Box<Keypair>,
+        rng: Box<Rng>,
+    },
     /// Running the Noise XX handshake.
     Handshake(Box<noise::Handshake>),
     /// Agreeing on `/yamux/1.0.0` inside Noise.
-    Muxer { noise: Box<noise::Session>, mss: Negotiator, peer: PeerId, key: PublicKey },
+    Muxer {
+        noise: Box<noise::Session>,
+        mss: Negotiator,
+        peer: PeerId,
+        key: PublicKey,
+    },
     /// Streams flow.
     Open(Box<Open>),
     /// Over.
@@ -428,7 +442,8 @@ impl Connection {
         }
         if !self.is_closed() {
             self.state = State::Closed;
-            self.events.push_back(ConnectionEvent::Closed(ConnectionError::ClosedLocally));
+            self.events
+                .push_back(ConnectionEvent::Closed(ConnectionError::ClosedLocally));
         }
     }
 
@@ -510,8 +525,13 @@ impl Connection {
                         Endpoint::Listener => noise::Role::Responder,
                     };
                     self.scratch.clear();
-                    let handshake =
-                        noise::Handshake::new(role, identity, self.expected_peer, rng, &mut self.scratch)?;
+                    let handshake = noise::Handshake::new(
+                        role,
+                        identity,
+                        self.expected_peer,
+                        rng,
+                        &mut self.scratch,
+                    )?;
                     self.transmit.extend_from_slice(&self.scratch);
                     self.state = State::Handshake(Box::new(handshake));
                     input = rest;
@@ -523,8 +543,13 @@ impl Connection {
                     let HandshakeProgress::Done(established) = progress else {
                         return Ok(());
                     };
-                    let noise::Established { mut session, remote_peer, remote_public_key, rest, .. } =
-                        *established;
+                    let noise::Established {
+                        mut session,
+                        remote_peer,
+                        remote_public_key,
+                        rest,
+                        ..
+                    } = *established;
                     tracing::debug!(peer = %remote_peer, "noise handshake done");
                     self.scratch.clear();
                     let mss = Negotiator::new(self.endpoint, YAMUX_PROTOCOL, &mut self.scratch);
@@ -539,11 +564,17 @@ impl Connection {
                     };
                     input = rest;
                 }
-                State::Muxer { noise, mss, peer, key } => {
+                State::Muxer {
+                    noise,
+                    mss,
+                    peer,
+                    key,
+                } => {
                     self.plaintext.clear();
                     noise.decrypt(&input, &mut self.plaintext)?;
                     self.scratch.clear();
-                    let negotiated = mss.handle(&self.plaintext, YAMUX_PROTOCOL, &mut self.scratch)?;
+                    let negotiated =
+                        mss.handle(&self.plaintext, YAMUX_PROTOCOL, &mut self.scratch)?;
                     if !self.scratch.is_empty() {
                         noise.encrypt(&self.scratch, &mut self.transmit)?;
                     }
@@ -551,7 +582,8 @@ impl Connection {
                         return Ok(());
                     };
                     let (peer, key) = (*peer, key.clone());
-                    let State::Muxer { noise, .. } = std::mem::replace(&mut self.state, State::Closed)
+                    let State::Muxer { noise, .. } =
+                        std::mem::replace(&mut self.state, State::Closed)
                     else {
                         unreachable!("matched above")
                     };
@@ -561,10 +593,17 @@ impl Connection {
                     };
                     let mut yamux = yamux::Session::new(mode, self.yamux_config.clone(), now);
                     self.upgrade_deadline = None;
-                    self.events.push_back(ConnectionEvent::Established { peer, public_key: key });
+                    self.events.push_back(ConnectionEvent::Established {
+                        peer,
+                        public_key: key,
+                    });
                     yamux.handle_input(now, &rest)?;
-                    self.state =
-                        State::Open(Box::new(Open { peer, noise: *noise, yamux, streams: HashMap::default() }));
+                    self.state = State::Open(Box::new(Open {
+                        peer,
+                        noise: *noise,
+                        yamux,
+                        streams: HashMap::default(),
+                    }));
                     self.drain_yamux(now, protocols);
                     return Ok(());
                 }
@@ -589,12 +628,21 @@ impl Connection {
         while let Some(event) = open.yamux.poll_event() {
             let event = match event {
                 yamux::Event::InboundStream(stream) => {
-                    open.streams.insert(stream, Phase::Inbound(multistream::Listener::new()));
+                    open.streams
+                        .insert(stream, Phase::Inbound(multistream::Listener::new()));
                     continue;
                 }
                 yamux::Event::OutboundAccepted(_) => continue,
                 yamux::Event::Data { stream, data } => {
-                    Self::negotiate(open, now, stream, data, protocols, &mut self.scratch, events);
+                    Self::negotiate(
+                        open,
+                        now,
+                        stream,
+                        data,
+                        protocols,
+                        &mut self.scratch,
+                        events,
+                    );
                     continue;
                 }
                 yamux::Event::Finished(stream) => {
@@ -604,7 +652,10 @@ impl Connection {
                         Some(Phase::Outbound(_)) => {
                             open.streams.remove(&stream);
                             let _ = open.yamux.reset(stream);
-                            ConnectionEvent::OutboundFailed { stream, error: OpenError::Closed }
+                            ConnectionEvent::OutboundFailed {
+                                stream,
+                                error: OpenError::Closed,
+                            }
                         }
                         Some(Phase::Inbound(_)) => {
                             open.streams.remove(&stream);
@@ -616,9 +667,10 @@ impl Connection {
                 }
                 yamux::Event::Reset(stream) => match open.streams.remove(&stream) {
                     Some(Phase::Ready) => ConnectionEvent::Reset(stream),
-                    Some(Phase::Outbound(_)) => {
-                        ConnectionEvent::OutboundFailed { stream, error: OpenError::Closed }
-                    }
+                    Some(Phase::Outbound(_)) => ConnectionEvent::OutboundFailed {
+                        stream,
+                        error: OpenError::Closed,
+                    },
                     _ => continue,
                 },
                 yamux::Event::Writable(stream) => match open.streams.get(&stream) {
@@ -635,7 +687,8 @@ impl Connection {
         }
         if ended {
             // Streams that both sides finished are gone from the muxer; forget them here too.
-            open.streams.retain(|id, _| open.yamux.send_window(*id).is_some());
+            open.streams
+                .retain(|id, _| open.yamux.send_window(*id).is_some());
         }
     }
 

@@ -61,8 +61,13 @@ mod tests {
     #[test]
     fn parses_tcp_with_and_without_peer() {
         let peer = crate::identity::keypair_from_seed(1).public().to_peer_id();
-        let a: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap();
-        assert_eq!(parse_tcp(&a).unwrap(), ("127.0.0.1:4001".parse().unwrap(), Some(peer)));
+        let a: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            parse_tcp(&a).unwrap(),
+            ("127.0.0.1:4001".parse().unwrap(), Some(peer))
+        );
         let b: Multiaddr = "/ip6/::1/tcp/1".parse().unwrap();
         assert_eq!(parse_tcp(&b).unwrap(), ("[::1]:1".parse().unwrap(), None));
         assert_eq!(tcp_multiaddr("[::1]:1".parse().unwrap()), b);

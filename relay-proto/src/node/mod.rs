@@ -18,8 +18,8 @@ use multiaddr::Multiaddr;
 use smallvec::SmallVec;
 
 use crate::conn::connection::{
-    Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, OpenError,
-    Protocols, StreamError,
+    Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, OpenError, Protocols,
+    StreamError,
 };
 use crate::conn::yamux::StreamId;
 use crate::identify::{self, IdentifyError};
@@ -328,7 +328,13 @@ pub struct Node {
 impl Node {
     /// Creates a node. `rng_seed` seeds all its randomness; `now` and `unix_now` (seconds
     /// since the Unix epoch) anchor its clocks.
-    pub fn new(config: Config, keypair: Keypair, rng_seed: [u8; 32], now: Instant, unix_now: u64) -> Self {
+    pub fn new(
+        config: Config,
+        keypair: Keypair,
+        rng_seed: [u8; 32],
+        now: Instant,
+        unix_now: u64,
+    ) -> Self {
         let mut protocols = Protocols::default();
         protocols.insert(identify::PROTOCOL);
         protocols.insert(identify::PUSH_PROTOCOL);
@@ -409,26 +415,34 @@ impl Node {
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         match input {
             Input::Connected { conn, .. } => {
-                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
                 c.connected = true;
                 self.pump(now, conn);
             }
             Input::DialFailed { conn, error } => {
                 if let Some(c) = self.conns.remove(&conn) {
-                    self.shared.outputs.push_back(Output::Event(Event::DialFailed {
-                        conn,
-                        addr: c.remote_addr,
-                        error: DialError::Transport(error),
-                    }));
+                    self.shared
+                        .outputs
+                        .push_back(Output::Event(Event::DialFailed {
+                            conn,
+                            addr: c.remote_addr,
+                            error: DialError::Transport(error),
+                        }));
                 }
             }
             Input::Received { conn, bytes } => {
-                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
                 c.conn.handle_input(now, bytes, &self.shared.protocols);
                 self.pump(now, conn);
             }
             Input::Closed { conn } => {
-                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
                 c.conn.handle_eof();
                 self.pump(now, conn);
             }
@@ -440,16 +454,28 @@ impl Node {
         let due: SmallVec<[ConnectionId; 16]> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.poll_timeout(&self.shared.config.ping).is_some_and(|t| t <= now))
+            .filter(|(_, c)| {
+                c.poll_timeout(&self.shared.config.ping)
+                    .is_some_and(|t| t <= now)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            let Some(c) = self.conns.get_mut(&id) else { continue };
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
             if c.conn.poll_timeout().is_some_and(|t| t <= now) {
                 c.conn.handle_timeout(now);
             }
-            if let (Some(error), Some(peer)) = (c.pinger.handle_timeout(now, &self.shared.config.ping), c.peer) {
-                self.shared.outputs.push_back(Output::Event(Event::Ping { conn: id, peer, result: Err(error) }));
+            if let (Some(error), Some(peer)) = (
+                c.pinger.handle_timeout(now, &self.shared.config.ping),
+                c.peer,
+            ) {
+                self.shared.outputs.push_back(Output::Event(Event::Ping {
+                    conn: id,
+                    peer,
+                    result: Err(error),
+                }));
             }
             self.pump(now, id);
         }
@@ -462,14 +488,26 @@ impl Node {
     pub fn dial(&mut self, now: Instant, addr: Multiaddr) -> Result<ConnectionId, DialError> {
         let (socket, peer) = addr::parse_tcp(&addr)?;
         let id = self.new_connection(now, Endpoint::Dialer, addr, peer)?;
-        self.shared.outputs.push_back(Output::Dial { conn: id, addr: socket });
+        self.shared.outputs.push_back(Output::Dial {
+            conn: id,
+            addr: socket,
+        });
         Ok(id)
     }
 
     /// Registers a connection the runtime accepted; feed its bytes with
     /// [`Input::Received`] under the returned id.
-    pub fn accept(&mut self, now: Instant, remote_addr: SocketAddr) -> Result<ConnectionId, DialError> {
-        let id = self.new_connection(now, Endpoint::Listener, addr::tcp_multiaddr(remote_addr), None)?;
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        remote_addr: SocketAddr,
+    ) -> Result<ConnectionId, DialError> {
+        let id = self.new_connection(
+            now,
+            Endpoint::Listener,
+            addr::tcp_multiaddr(remote_addr),
+            None,
+        )?;
         self.conns.get_mut(&id).expect("just inserted").connected = true;
         self.pump(now, id);
         Ok(id)
@@ -496,8 +534,16 @@ impl Node {
 
     /// Opens a stream on `conn` proposing `protocol`; [`Event::StreamOpened`] or
     /// [`Event::StreamOpenFailed`] follows.
-    pub fn open_stream(&mut self, now: Instant, conn: ConnectionId, protocol: &str) -> Result<StreamRef, StreamError> {
-        let c = self.conns.get_mut(&conn).ok_or(StreamError::ConnectionNotOpen)?;
+    pub fn open_stream(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        protocol: &str,
+    ) -> Result<StreamRef, StreamError> {
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or(StreamError::ConnectionNotOpen)?;
         let stream = c.conn.open_stream(vec![protocol.to_owned()])?;
         c.streams.insert(stream, StreamRole::App);
         self.pump(now, conn);
@@ -506,8 +552,16 @@ impl Node {
 
     /// Writes to an application stream; returns how many bytes the send window took.
     /// After a short write, [`Event::StreamWritable`] says when to try again.
-    pub fn stream_write(&mut self, now: Instant, stream: StreamRef, data: &[u8]) -> Result<usize, StreamError> {
-        let c = self.conns.get_mut(&stream.conn).ok_or(StreamError::ConnectionNotOpen)?;
+    pub fn stream_write(
+        &mut self,
+        now: Instant,
+        stream: StreamRef,
+        data: &[u8],
+    ) -> Result<usize, StreamError> {
+        let c = self
+            .conns
+            .get_mut(&stream.conn)
+            .ok_or(StreamError::ConnectionNotOpen)?;
         let n = c.conn.write(stream.stream, data)?;
         self.pump(now, stream.conn);
         Ok(n)
@@ -515,7 +569,10 @@ impl Node {
 
     /// Finishes our side of an application stream.
     pub fn stream_close(&mut self, now: Instant, stream: StreamRef) -> Result<(), StreamError> {
-        let c = self.conns.get_mut(&stream.conn).ok_or(StreamError::ConnectionNotOpen)?;
+        let c = self
+            .conns
+            .get_mut(&stream.conn)
+            .ok_or(StreamError::ConnectionNotOpen)?;
         c.conn.close_stream(stream.stream)?;
         self.pump(now, stream.conn);
         Ok(())
@@ -523,7 +580,10 @@ impl Node {
 
     /// Resets an application stream; it is gone.
     pub fn stream_reset(&mut self, now: Instant, stream: StreamRef) -> Result<(), StreamError> {
-        let c = self.conns.get_mut(&stream.conn).ok_or(StreamError::ConnectionNotOpen)?;
+        let c = self
+            .conns
+            .get_mut(&stream.conn)
+            .ok_or(StreamError::ConnectionNotOpen)?;
         c.streams.remove(&stream.stream);
         c.conn.reset_stream(stream.stream)?;
         self.pump(now, stream.conn);
@@ -540,8 +600,16 @@ impl Node {
 
     /// Sends `count` pings on `conn` as soon as possible; results arrive as
     /// [`Event::Ping`].
-    pub fn ping(&mut self, now: Instant, conn: ConnectionId, count: usize) -> Result<(), StreamError> {
-        let c = self.conns.get_mut(&conn).ok_or(StreamError::ConnectionNotOpen)?;
+    pub fn ping(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        count: usize,
+    ) -> Result<(), StreamError> {
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or(StreamError::ConnectionNotOpen)?;
         c.pinger.request(count, now);
         self.pump(now, conn);
         Ok(())
@@ -564,7 +632,10 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns.values().filter_map(|c| c.poll_timeout(&self.shared.config.ping)).min()
+        self.conns
+            .values()
+            .filter_map(|c| c.poll_timeout(&self.shared.config.ping))
+            .min()
     }
 
     // ----- internals -----
@@ -582,7 +653,14 @@ impl Node {
         let id = ConnectionId(self.next_conn);
         self.next_conn += 1;
         let shared = &mut self.shared;
-        let conn = Connection::new(endpoint, &shared.keypair, expected, &mut shared.rng, &shared.config.connection, now);
+        let conn = Connection::new(
+            endpoint,
+            &shared.keypair,
+            expected,
+            &mut shared.rng,
+            &shared.config.connection,
+            now,
+        );
         self.conns.insert(
             id,
             Conn {
@@ -601,10 +679,16 @@ impl Node {
     }
 
     fn push_identify(&mut self, now: Instant) {
-        let ids: SmallVec<[ConnectionId; 16]> =
-            self.conns.iter().filter(|(_, c)| c.conn.is_open()).map(|(id, _)| *id).collect();
+        let ids: SmallVec<[ConnectionId; 16]> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.conn.is_open())
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
-            let Some(c) = self.conns.get_mut(&id) else { continue };
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
             if let Ok(stream) = c.conn.open_stream(vec![identify::PUSH_PROTOCOL.to_owned()]) {
                 c.streams.insert(stream, StreamRole::IdentifyPushOut);
             }
@@ -614,7 +698,9 @@ impl Node {
 
     /// Processes a connection's events, sends its bytes, and retires it when closed.
     fn pump(&mut self, now: Instant, id: ConnectionId) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if !c.connected {
             return;
         }
@@ -628,7 +714,9 @@ impl Node {
         }
         c.drive_ping(now, shared);
         if let Some(data) = c.conn.poll_transmit() {
-            shared.outputs.push_back(Output::Transmit { conn: id, data });
+            shared
+                .outputs
+                .push_back(Output::Transmit { conn: id, data });
         }
         let Some(error) = closed else { return };
         let c = self.conns.remove(&id).expect("present above");
@@ -641,12 +729,22 @@ impl Node {
                         self.peers.remove(&peer);
                     }
                 }
-                Event::ConnectionClosed { conn: id, peer, error }
+                Event::ConnectionClosed {
+                    conn: id,
+                    peer,
+                    error,
+                }
             }
-            (None, Endpoint::Dialer) => {
-                Event::DialFailed { conn: id, addr: c.remote_addr, error: DialError::Connection(error) }
-            }
-            (None, Endpoint::Listener) => Event::InboundFailed { conn: id, remote_addr: c.remote_addr, error },
+            (None, Endpoint::Dialer) => Event::DialFailed {
+                conn: id,
+                addr: c.remote_addr,
+                error: DialError::Connection(error),
+            },
+            (None, Endpoint::Listener) => Event::InboundFailed {
+                conn: id,
+                remote_addr: c.remote_addr,
+                error,
+            },
         };
         self.shared.outputs.push_back(Output::Event(event));
     }
@@ -656,7 +754,11 @@ impl Conn {
     fn poll_timeout(&self, ping: &PingConfig) -> Option<Instant> {
         let conn = self.conn.poll_timeout();
         // While the ping stream is being opened, a due ping waits for it, not for a timer.
-        let ping = if self.conn.is_open() && !self.ping_opening { self.pinger.poll_timeout(ping) } else { None };
+        let ping = if self.conn.is_open() && !self.ping_opening {
+            self.pinger.poll_timeout(ping)
+        } else {
+            None
+        };
         match (conn, ping) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -690,36 +792,69 @@ impl Conn {
                     },
                 );
                 if let Ok(stream) = self.conn.open_stream(vec![identify::PROTOCOL.to_owned()]) {
-                    self.streams.insert(stream, StreamRole::IdentifyRequest(identify::Reader::default()));
+                    self.streams.insert(
+                        stream,
+                        StreamRole::IdentifyRequest(identify::Reader::default()),
+                    );
                 }
             }
-            ConnectionEvent::InboundStream { stream, protocol } => self.inbound_stream(id, stream, protocol, shared),
+            ConnectionEvent::InboundStream { stream, protocol } => {
+                self.inbound_stream(id, stream, protocol, shared)
+            }
             ConnectionEvent::OutboundStream { stream, protocol } => {
                 self.outbound_stream(id, stream, protocol, shared);
             }
-            ConnectionEvent::OutboundFailed { stream, error } => match self.streams.remove(&stream) {
+            ConnectionEvent::OutboundFailed { stream, error } => match self.streams.remove(&stream)
+            {
                 Some(StreamRole::App) => {
-                    Self::emit(shared, Event::StreamOpenFailed { stream: StreamRef { conn: id, stream }, error });
+                    Self::emit(
+                        shared,
+                        Event::StreamOpenFailed {
+                            stream: StreamRef { conn: id, stream },
+                            error,
+                        },
+                    );
                 }
                 Some(StreamRole::PingOut) => {
                     self.ping_opening = false;
                     if let Some(peer) = self.peer {
-                        Self::emit(shared, Event::Ping { conn: id, peer, result: Err(PingError::Unavailable) });
+                        Self::emit(
+                            shared,
+                            Event::Ping {
+                                conn: id,
+                                peer,
+                                result: Err(PingError::Unavailable),
+                            },
+                        );
                     }
                 }
                 _ => tracing::debug!(conn = %id, %stream, %error, "internal stream refused"),
             },
-            ConnectionEvent::Data { stream, data } => self.stream_data(now, id, stream, data, shared),
+            ConnectionEvent::Data { stream, data } => {
+                self.stream_data(now, id, stream, data, shared)
+            }
             ConnectionEvent::Finished(stream) => match self.streams.get_mut(&stream) {
                 Some(StreamRole::App) => {
-                    Self::emit(shared, Event::StreamFinished { stream: StreamRef { conn: id, stream } });
+                    Self::emit(
+                        shared,
+                        Event::StreamFinished {
+                            stream: StreamRef { conn: id, stream },
+                        },
+                    );
                 }
                 Some(StreamRole::IdentifyRequest(reader) | StreamRole::IdentifyPushIn(reader)) => {
                     let error = reader.finish();
                     self.streams.remove(&stream);
                     let _ = self.conn.reset_stream(stream);
                     if let Some(peer) = self.peer {
-                        Self::emit(shared, Event::IdentifyFailed { conn: id, peer, error });
+                        Self::emit(
+                            shared,
+                            Event::IdentifyFailed {
+                                conn: id,
+                                peer,
+                                error,
+                            },
+                        );
                     }
                 }
                 Some(StreamRole::PingOut) => {
@@ -735,21 +870,37 @@ impl Conn {
             },
             ConnectionEvent::Reset(stream) => match self.streams.remove(&stream) {
                 Some(StreamRole::App) => {
-                    Self::emit(shared, Event::StreamReset { stream: StreamRef { conn: id, stream } });
+                    Self::emit(
+                        shared,
+                        Event::StreamReset {
+                            stream: StreamRef { conn: id, stream },
+                        },
+                    );
                 }
                 Some(StreamRole::PingOut) => self.ping_stream = None,
                 _ => {}
             },
             ConnectionEvent::Writable(stream) => {
                 if let Some(StreamRole::App) = self.streams.get(&stream) {
-                    Self::emit(shared, Event::StreamWritable { stream: StreamRef { conn: id, stream } });
+                    Self::emit(
+                        shared,
+                        Event::StreamWritable {
+                            stream: StreamRef { conn: id, stream },
+                        },
+                    );
                 }
             }
             ConnectionEvent::Rtt(_) | ConnectionEvent::Closed(_) => {}
         }
     }
 
-    fn inbound_stream(&mut self, id: ConnectionId, stream: StreamId, protocol: String, shared: &mut Shared) {
+    fn inbound_stream(
+        &mut self,
+        id: ConnectionId,
+        stream: StreamId,
+        protocol: String,
+        shared: &mut Shared,
+    ) {
         let role = match protocol.as_str() {
             identify::PROTOCOL => {
                 let info = identify::Info {
@@ -768,18 +919,38 @@ impl Conn {
             ping::PROTOCOL => StreamRole::PingIn(Echo::default()),
             _ => {
                 let Some(peer) = self.peer else { return };
-                Self::emit(shared, Event::InboundStream { stream: StreamRef { conn: id, stream }, peer, protocol });
+                Self::emit(
+                    shared,
+                    Event::InboundStream {
+                        stream: StreamRef { conn: id, stream },
+                        peer,
+                        protocol,
+                    },
+                );
                 StreamRole::App
             }
         };
         self.streams.insert(stream, role);
     }
 
-    fn outbound_stream(&mut self, id: ConnectionId, stream: StreamId, protocol: String, shared: &mut Shared) {
+    fn outbound_stream(
+        &mut self,
+        id: ConnectionId,
+        stream: StreamId,
+        protocol: String,
+        shared: &mut Shared,
+    ) {
         match self.streams.get(&stream) {
             Some(StreamRole::App) => {
                 let Some(peer) = self.peer else { return };
-                Self::emit(shared, Event::StreamOpened { stream: StreamRef { conn: id, stream }, peer, protocol });
+                Self::emit(
+                    shared,
+                    Event::StreamOpened {
+                        stream: StreamRef { conn: id, stream },
+                        peer,
+                        protocol,
+                    },
+                );
             }
             Some(StreamRole::IdentifyPushOut) => {
                 let info = identify::Info {
@@ -802,7 +973,14 @@ impl Conn {
         }
     }
 
-    fn stream_data(&mut self, now: Instant, id: ConnectionId, stream: StreamId, data: Bytes, shared: &mut Shared) {
+    fn stream_data(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        stream: StreamId,
+        data: Bytes,
+        shared: &mut Shared,
+    ) {
         let len = data.len();
         let Some(role) = self.streams.get_mut(&stream) else {
             self.conn.consumed(now, stream, len);
@@ -810,23 +988,45 @@ impl Conn {
         };
         match role {
             StreamRole::App => {
-                Self::emit(shared, Event::StreamData { stream: StreamRef { conn: id, stream }, data });
+                Self::emit(
+                    shared,
+                    Event::StreamData {
+                        stream: StreamRef { conn: id, stream },
+                        data,
+                    },
+                );
                 return;
             }
             StreamRole::IdentifyRequest(reader) | StreamRole::IdentifyPushIn(reader) => {
                 let result = reader.push(&data);
-                let peer = self.peer.expect("streams exist only on established connections");
+                let peer = self
+                    .peer
+                    .expect("streams exist only on established connections");
                 match result {
                     Ok(None) => {}
                     Ok(Some(info)) => {
                         self.streams.insert(stream, StreamRole::Discard);
                         let _ = self.conn.close_stream(stream);
-                        Self::emit(shared, Event::Identified { conn: id, peer, info: Box::new(info) });
+                        Self::emit(
+                            shared,
+                            Event::Identified {
+                                conn: id,
+                                peer,
+                                info: Box::new(info),
+                            },
+                        );
                     }
                     Err(error) => {
                         self.streams.remove(&stream);
                         let _ = self.conn.reset_stream(stream);
-                        Self::emit(shared, Event::IdentifyFailed { conn: id, peer, error });
+                        Self::emit(
+                            shared,
+                            Event::IdentifyFailed {
+                                conn: id,
+                                peer,
+                                error,
+                            },
+                        );
                     }
                 }
             }
@@ -837,12 +1037,28 @@ impl Conn {
             }
             StreamRole::PingOut => {
                 let outcome = self.pinger.handle_answer(now, &data, &shared.config.ping);
-                let peer = self.peer.expect("streams exist only on established connections");
+                let peer = self
+                    .peer
+                    .expect("streams exist only on established connections");
                 match outcome {
                     PingOutcome::Pending => {}
-                    PingOutcome::Rtt(rtt) => Self::emit(shared, Event::Ping { conn: id, peer, result: Ok(rtt) }),
+                    PingOutcome::Rtt(rtt) => Self::emit(
+                        shared,
+                        Event::Ping {
+                            conn: id,
+                            peer,
+                            result: Ok(rtt),
+                        },
+                    ),
                     PingOutcome::Failed(error) => {
-                        Self::emit(shared, Event::Ping { conn: id, peer, result: Err(error) });
+                        Self::emit(
+                            shared,
+                            Event::Ping {
+                                conn: id,
+                                peer,
+                                result: Err(error),
+                            },
+                        );
                     }
                 }
             }
@@ -856,7 +1072,10 @@ impl Conn {
         if !self.conn.is_open() || self.pinger.is_outstanding() {
             return;
         }
-        let due = self.pinger.poll_timeout(&shared.config.ping).is_some_and(|t| t <= now);
+        let due = self
+            .pinger
+            .poll_timeout(&shared.config.ping)
+            .is_some_and(|t| t <= now);
         if !due {
             return;
         }
