@@ -1,1 +1,10 @@
-//! Deterministic network and NAT simulator driving unmodified relay-proto nodes.
+//! A deterministic network and NAT simulator.
+//!
+//! The simulator runs hosts, NAT boxes and links in simulated time, driven by a
+//! discrete-event queue. It reads no clock and draws every random number from RNGs
+//! seeded from one `u64`.
+
+#![warn(missing_docs)]
+
+pub mod rng;
+pub mod time;
