@@ -6,5 +6,6 @@
 
 #![warn(missing_docs)]
 
+pub mod packet;
 pub mod rng;
 pub mod time;
