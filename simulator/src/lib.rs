@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod nat;
 pub mod packet;
 pub mod rng;
 pub mod time;
