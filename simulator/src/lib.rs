@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod nat;
+pub mod net;
 pub mod packet;
 pub mod rng;
 pub mod time;
