@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod invariant;
 pub mod nat;
 pub mod net;
 pub mod packet;
