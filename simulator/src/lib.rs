@@ -6,9 +6,14 @@
 
 #![warn(missing_docs)]
 
+mod error;
+pub mod host;
 pub mod invariant;
 pub mod nat;
 pub mod net;
 pub mod packet;
 pub mod rng;
+pub mod tcp;
 pub mod time;
+pub mod udp;
+pub use error::NetError;
