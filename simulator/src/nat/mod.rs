@@ -21,3 +21,6 @@ pub use config::{
     PortRange, Timeouts,
 };
 pub use table::{MappingInfo, NatAction, NatDrop, NatTable};
+
+#[cfg(test)]
+mod tests;
