@@ -12,7 +12,8 @@
 //! 4. [`nat`]: NATs with the behaviours of RFC 4787 and RFC 5382.
 //! 5. [`tcp`] and [`udp`]: a segment-level TCP and datagram UDP on each host.
 //! 6. [`world`]: the [`World`] that ties them together, with a socket API per host.
-//! 7. [`oracle`]: predicts from NAT descriptions whether hole punching can succeed.
+//! 7. [`oracle`]: predicts from NAT descriptions whether hole punching can succeed;
+//!    [`punch`] runs the experiment in a world, so the two can be compared.
 //!
 //! [`invariant`] holds the checks the world is held to after every step.
 //!
@@ -29,6 +30,7 @@ pub mod nat;
 pub mod net;
 pub mod oracle;
 pub mod packet;
+pub mod punch;
 pub mod rng;
 pub mod tcp;
 pub mod time;
