@@ -186,3 +186,71 @@ impl NatModel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn sa(d: u8, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, d), port)
+    }
+
+    fn public(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), port)
+    }
+
+    fn remote(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 1), port)
+    }
+
+    fn model(config: NatConfig) -> NatModel {
+        NatModel::new(NatId(0), config)
+    }
+
+    #[test]
+    fn flags_a_packet_through_a_closed_filter() {
+        let mut m = model(NatConfig::port_restricted_cone());
+        let t = SimTime::ZERO;
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
+        m.inbound(t, Protocol::Udp, remote(443), public(1), sa(2, 1), None).unwrap();
+        let err = m.inbound(t, Protocol::Udp, remote(444), public(1), sa(2, 1), None).unwrap_err();
+        assert!(matches!(err, Violation::Unfiltered { .. }), "{err}");
+        let err = m.inbound(t, Protocol::Udp, remote(443), public(2), sa(2, 1), None).unwrap_err();
+        assert!(matches!(err, Violation::NoLiveMapping { .. }), "{err}");
+        let err = m.inbound(t, Protocol::Udp, remote(443), public(1), sa(3, 1), None).unwrap_err();
+        assert!(matches!(err, Violation::WrongInternal { .. }), "{err}");
+    }
+
+    #[test]
+    fn flags_a_mapping_used_past_its_lifetime() {
+        let config = NatConfig::full_cone();
+        let mut m = model(config);
+        m.outbound(SimTime::ZERO, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
+        let late = SimTime::ZERO + config.timeouts.udp + Duration::from_nanos(1);
+        let err = m.inbound(late, Protocol::Udp, remote(443), public(1), sa(2, 1), None).unwrap_err();
+        assert!(matches!(err, Violation::NoLiveMapping { .. }), "{err}");
+        // A TCP mapping that never saw a handshake lives only the transitory time.
+        let mut m = model(config);
+        let syn = Some(TcpFlags::SYN);
+        m.outbound(SimTime::ZERO, Protocol::Tcp, sa(2, 1), public(1), remote(443), syn).unwrap();
+        let late = SimTime::ZERO + config.timeouts.tcp_transitory + Duration::from_nanos(1);
+        assert!(m.inbound(late, Protocol::Tcp, remote(443), public(1), sa(2, 1), None).is_err());
+    }
+
+    #[test]
+    fn flags_broken_mapping_behaviour() {
+        let mut m = model(NatConfig::full_cone());
+        let t = SimTime::ZERO;
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
+        let err = m.outbound(t, Protocol::Udp, sa(2, 1), public(2), remote(444), None).unwrap_err();
+        assert!(matches!(err, Violation::MappingBehavior { .. }), "{err}");
+        let err = m.outbound(t, Protocol::Udp, sa(3, 1), public(1), remote(443), None).unwrap_err();
+        assert!(matches!(err, Violation::ExternalPortShared { .. }), "{err}");
+        // Symmetric: a new destination may get a new port, the same one may not.
+        let mut m = model(NatConfig::symmetric());
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(2), remote(444), None).unwrap();
+        assert!(m.outbound(t, Protocol::Udp, sa(2, 1), public(3), remote(444), None).is_err());
+    }
+}
