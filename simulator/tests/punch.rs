@@ -1,7 +1,9 @@
 //! Hole punching in the world, held to the oracle: every pair of presets, chains,
 //! random configurations, many seeds; and determinism of the whole run.
 
-use simulator::nat::{FilteringBehavior, InboundSynPolicy, MappingBehavior, NatConfig, NatPreset, PortAllocation};
+use simulator::nat::{
+    FilteringBehavior, InboundSynPolicy, MappingBehavior, NatConfig, NatPreset, PortAllocation,
+};
 use simulator::oracle::{DirectPath, Opened, Transport, Verdict, predict};
 use simulator::punch::{PunchOutcome, PunchSetup, run};
 use simulator::rng::SimRng;
@@ -9,7 +11,11 @@ use simulator::rng::SimRng;
 /// Public hosts and every preset.
 fn sides() -> Vec<(String, Vec<NatConfig>)> {
     let mut sides = vec![("public".to_string(), vec![])];
-    sides.extend(NatPreset::ALL.iter().map(|p| (p.name().to_string(), vec![p.config()])));
+    sides.extend(
+        NatPreset::ALL
+            .iter()
+            .map(|p| (p.name().to_string(), vec![p.config()])),
+    );
     sides
 }
 
@@ -17,12 +23,21 @@ const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Quic];
 
 /// Runs one experiment and holds it to the oracle. Without loss the way the direct
 /// connection opens must match too; with loss only whether it opens.
-fn check(a: &[NatConfig], b: &[NatConfig], transport: Transport, seed: u64, loss: f64, label: &str) -> PunchOutcome {
+fn check(
+    a: &[NatConfig],
+    b: &[NatConfig],
+    transport: Transport,
+    seed: u64,
+    loss: f64,
+    label: &str,
+) -> PunchOutcome {
     let verdict = predict(a, b, transport);
     let mut setup = PunchSetup::new(a.to_vec(), b.to_vec(), transport, seed);
     setup.loss_percent = loss;
     let outcome = run(&setup).unwrap_or_else(|e| panic!("{label} seed {seed}: {e}"));
-    let ctx = format!("{label} {transport:?} seed {seed} loss {loss}: oracle {verdict:?}, got {outcome:?}");
+    let ctx = format!(
+        "{label} {transport:?} seed {seed} loss {loss}: oracle {verdict:?}, got {outcome:?}"
+    );
     assert!(outcome.violations.is_empty(), "{ctx}");
     match verdict {
         Verdict::Direct(path) if loss == 0.0 => assert_eq!(outcome.direct, Some(path), "{ctx}"),
@@ -87,10 +102,38 @@ fn random_config(rng: &mut SimRng) -> NatConfig {
     use FilteringBehavior as F;
     use MappingBehavior as M;
     NatConfig {
-        mapping: pick(rng, &[M::EndpointIndependent, M::AddressDependent, M::AddressAndPortDependent]),
-        filtering: pick(rng, &[F::EndpointIndependent, F::AddressDependent, F::AddressAndPortDependent]),
-        ports: pick(rng, &[PortAllocation::Preserve, PortAllocation::Sequential, PortAllocation::Random]),
-        inbound_syn: pick(rng, &[InboundSynPolicy::Drop, InboundSynPolicy::Rst, InboundSynPolicy::Icmp]),
+        mapping: pick(
+            rng,
+            &[
+                M::EndpointIndependent,
+                M::AddressDependent,
+                M::AddressAndPortDependent,
+            ],
+        ),
+        filtering: pick(
+            rng,
+            &[
+                F::EndpointIndependent,
+                F::AddressDependent,
+                F::AddressAndPortDependent,
+            ],
+        ),
+        ports: pick(
+            rng,
+            &[
+                PortAllocation::Preserve,
+                PortAllocation::Sequential,
+                PortAllocation::Random,
+            ],
+        ),
+        inbound_syn: pick(
+            rng,
+            &[
+                InboundSynPolicy::Drop,
+                InboundSynPolicy::Rst,
+                InboundSynPolicy::Icmp,
+            ],
+        ),
         hairpinning: rng.below(2) == 0,
         ..NatConfig::full_cone()
     }
@@ -101,10 +144,19 @@ fn random_configurations_and_chains_match_the_oracle() {
     let mut rng = SimRng::new(2024);
     let (mut checked, mut undetermined) = (0, 0);
     for seed in 0..1500 {
-        let chain = |rng: &mut SimRng| -> Vec<NatConfig> { (0..rng.below(3)).map(|_| random_config(rng)).collect() };
+        let chain = |rng: &mut SimRng| -> Vec<NatConfig> {
+            (0..rng.below(3)).map(|_| random_config(rng)).collect()
+        };
         let (a, b) = (chain(&mut rng), chain(&mut rng));
         let transport = pick(&mut rng, &TRANSPORTS);
-        let outcome = check(&a, &b, transport, seed, 0.0, &format!("random {a:?} x {b:?}"));
+        let outcome = check(
+            &a,
+            &b,
+            transport,
+            seed,
+            0.0,
+            &format!("random {a:?} x {b:?}"),
+        );
         match predict(&a, &b, transport) {
             // Simultaneous and lossless, the race of rule 3 is lost; it is a race all
             // the same (a lost SYN changes it), so the oracle does not commit.
@@ -115,17 +167,31 @@ fn random_configurations_and_chains_match_the_oracle() {
             _ => checked += 1,
         }
     }
-    assert!(checked > 1300 && undetermined > 0, "{checked} {undetermined}");
+    assert!(
+        checked > 1300 && undetermined > 0,
+        "{checked} {undetermined}"
+    );
 }
 
 #[test]
 fn the_unsolicited_syn_answer_does_not_change_the_outcome() {
     // The oracle ignores the policy: each side's SYN leaves before the other's arrives.
-    for policy in [InboundSynPolicy::Drop, InboundSynPolicy::Rst, InboundSynPolicy::Icmp] {
+    for policy in [
+        InboundSynPolicy::Drop,
+        InboundSynPolicy::Rst,
+        InboundSynPolicy::Icmp,
+    ] {
         for (na, a) in sides() {
             let a: Vec<_> = a.into_iter().map(|c| c.with_inbound_syn(policy)).collect();
             let b = vec![NatConfig::symmetric().with_inbound_syn(policy)];
-            check(&a, &b, Transport::Tcp, 3, 0.0, &format!("{na} x symmetric, {policy:?}"));
+            check(
+                &a,
+                &b,
+                Transport::Tcp,
+                3,
+                0.0,
+                &format!("{na} x symmetric, {policy:?}"),
+            );
         }
     }
 }
@@ -142,7 +208,10 @@ fn the_same_seed_gives_the_same_trace() {
                 assert_eq!(first, second, "{na} x {nb} {transport:?}");
                 setup.seed = 78;
                 let other = run(&setup).unwrap();
-                assert_ne!(first.trace_hash, other.trace_hash, "{na} x {nb} {transport:?}");
+                assert_ne!(
+                    first.trace_hash, other.trace_hash,
+                    "{na} x {nb} {transport:?}"
+                );
             }
         }
     }
@@ -158,7 +227,13 @@ fn symmetric_against_full_cone_is_accepted_by_the_cone() {
         0.0,
         "symmetric x full_cone",
     );
-    assert_eq!(outcome.direct, Some(DirectPath::Tcp { a: Opened::Dialed, b: Opened::Accepted }));
+    assert_eq!(
+        outcome.direct,
+        Some(DirectPath::Tcp {
+            a: Opened::Dialed,
+            b: Opened::Accepted
+        })
+    );
     // A's observed port is not its punch port: symmetric NATs pick random ports.
     assert_ne!(outcome.observed_a.port(), outcome.observed_b.port());
 }

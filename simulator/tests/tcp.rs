@@ -27,7 +27,11 @@ fn three_way_handshake_and_data() {
     let a_addr = world.host_addr(a).unwrap();
     assert!(events.contains(&(
         a,
-        TcpEvent::Connected { conn, local: sa(a_addr, 5000), remote: sa(b_addr, 80) }
+        TcpEvent::Connected {
+            conn,
+            local: sa(a_addr, 5000),
+            remote: sa(b_addr, 80)
+        }
     )));
     let accepted = events
         .iter()
@@ -37,7 +41,13 @@ fn three_way_handshake_and_data() {
         })
         .expect("accepted");
     assert_eq!(accepted.1, sa(a_addr, 5000));
-    assert!(events.contains(&(b, TcpEvent::Data { conn: accepted.0, bytes: Bytes::from_static(b"hello") })));
+    assert!(events.contains(&(
+        b,
+        TcpEvent::Data {
+            conn: accepted.0,
+            bytes: Bytes::from_static(b"hello")
+        }
+    )));
     assert_eq!(world.tcp_state(conn), Some(TcpState::Established));
 }
 
@@ -48,8 +58,18 @@ fn rst_to_closed_port_refuses_the_connect() {
     let conn = world.tcp_connect(a, None, sa(b_addr, 81)).unwrap();
     let events = run_collect(&mut world, SimTime::from_secs(1));
     let (at, _, event) = events.last().unwrap();
-    assert_eq!(*event, HostEvent::Tcp(TcpEvent::Closed { conn, reason: CloseReason::Refused }));
-    assert_eq!(*at, SimTime::from_millis(40), "one round trip of 2 x 2 x 10 ms");
+    assert_eq!(
+        *event,
+        HostEvent::Tcp(TcpEvent::Closed {
+            conn,
+            reason: CloseReason::Refused
+        })
+    );
+    assert_eq!(
+        *at,
+        SimTime::from_millis(40),
+        "one round trip of 2 x 2 x 10 ms"
+    );
     assert_eq!(world.tcp_state(conn), None);
 }
 
@@ -63,7 +83,13 @@ fn syn_retransmits_with_linux_backoff_then_times_out() {
     let events = run_collect(&mut world, SimTime::from_secs(200));
     assert_eq!(
         events.last().map(|(t, _, e)| (*t, e.clone())),
-        Some((SimTime::from_secs(127), HostEvent::Tcp(TcpEvent::Closed { conn, reason: CloseReason::Timeout })))
+        Some((
+            SimTime::from_secs(127),
+            HostEvent::Tcp(TcpEvent::Closed {
+                conn,
+                reason: CloseReason::Timeout
+            })
+        ))
     );
     // SYNs at 0, 1, 3, 7, 15, 31, 63 s: seven, each dropped on b's link.
     assert_eq!(world.stats().dropped, 7);
@@ -92,7 +118,9 @@ fn syn_retransmission_recovers_when_the_link_returns() {
 #[test]
 fn data_survives_loss_in_order() {
     for seed in 0..10 {
-        let link = LinkParams::new(ms(5)).with_jitter(ms(2)).with_loss_percent(10.0);
+        let link = LinkParams::new(ms(5))
+            .with_jitter(ms(2))
+            .with_loss_percent(10.0);
         let (mut world, _, a, b) = two_public_hosts(seed, link);
         let b_addr = world.host_addr(b).unwrap();
         world.tcp_listen(b, 80).unwrap();
@@ -100,7 +128,11 @@ fn data_survives_loss_in_order() {
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         world.tcp_send(conn, payload.clone()).unwrap();
         let mut events = tcp(&run_collect(&mut world, SimTime::from_secs(20)));
-        assert_eq!(world.tcp_state(conn), Some(TcpState::Established), "seed {seed}");
+        assert_eq!(
+            world.tcp_state(conn),
+            Some(TcpState::Established),
+            "seed {seed}"
+        );
         // Closing after the connect completed: the FIN follows the queued data.
         world.tcp_close(conn).unwrap();
         events.extend(tcp(&run_collect(&mut world, SimTime::from_secs(600))));
@@ -114,7 +146,12 @@ fn data_survives_loss_in_order() {
             .collect();
         assert_eq!(received.len(), payload.len(), "seed {seed}");
         assert!(received == payload, "seed {seed}: bytes in order");
-        assert!(events.iter().any(|(h, e)| *h == b && matches!(e, TcpEvent::Eof { .. })), "seed {seed}");
+        assert!(
+            events
+                .iter()
+                .any(|(h, e)| *h == b && matches!(e, TcpEvent::Eof { .. })),
+            "seed {seed}"
+        );
     }
 }
 
@@ -151,12 +188,39 @@ fn simultaneous_open_without_nat() {
     let ca = world.tcp_connect(a, Some(4001), sa(b_addr, 4002)).unwrap();
     let cb = world.tcp_connect(b, Some(4002), sa(a_addr, 4001)).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(1)));
-    assert!(events.contains(&(a, TcpEvent::Connected { conn: ca, local: sa(a_addr, 4001), remote: sa(b_addr, 4002) })));
-    assert!(events.contains(&(b, TcpEvent::Connected { conn: cb, local: sa(b_addr, 4002), remote: sa(a_addr, 4001) })));
-    assert!(!events.iter().any(|(_, e)| matches!(e, TcpEvent::Accepted { .. } | TcpEvent::Closed { .. })));
+    assert!(events.contains(&(
+        a,
+        TcpEvent::Connected {
+            conn: ca,
+            local: sa(a_addr, 4001),
+            remote: sa(b_addr, 4002)
+        }
+    )));
+    assert!(events.contains(&(
+        b,
+        TcpEvent::Connected {
+            conn: cb,
+            local: sa(b_addr, 4002),
+            remote: sa(a_addr, 4001)
+        }
+    )));
+    assert!(
+        !events
+            .iter()
+            .any(|(_, e)| matches!(e, TcpEvent::Accepted { .. } | TcpEvent::Closed { .. }))
+    );
     world.tcp_send(ca, Bytes::from_static(b"x")).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(2)));
-    assert_eq!(events, vec![(b, TcpEvent::Data { conn: cb, bytes: Bytes::from_static(b"x") })]);
+    assert_eq!(
+        events,
+        vec![(
+            b,
+            TcpEvent::Data {
+                conn: cb,
+                bytes: Bytes::from_static(b"x")
+            }
+        )]
+    );
 }
 
 #[test]
@@ -167,7 +231,12 @@ fn listen_and_connect_from_the_same_port() {
     world.tcp_listen(b, 80).unwrap();
     let conn = world.tcp_connect(a, Some(4001), sa(b_addr, 80)).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(1)));
-    assert!(events.iter().any(|(_, e)| *e == TcpEvent::Connected { conn, local: sa(world.host_addr(a).unwrap(), 4001), remote: sa(b_addr, 80) }));
+    assert!(events.iter().any(|(_, e)| *e
+        == TcpEvent::Connected {
+            conn,
+            local: sa(world.host_addr(a).unwrap(), 4001),
+            remote: sa(b_addr, 80)
+        }));
     // The same tuple twice is refused.
     assert!(world.tcp_connect(a, Some(4001), sa(b_addr, 80)).is_err());
 }
@@ -194,10 +263,28 @@ fn graceful_close_both_ways() {
     world.tcp_send(cb, Bytes::from_static(b"bye")).unwrap();
     world.tcp_close(cb).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(3)));
-    assert!(events.contains(&(a, TcpEvent::Data { conn: ca, bytes: Bytes::from_static(b"bye") })));
+    assert!(events.contains(&(
+        a,
+        TcpEvent::Data {
+            conn: ca,
+            bytes: Bytes::from_static(b"bye")
+        }
+    )));
     assert!(events.contains(&(a, TcpEvent::Eof { conn: ca })));
-    assert!(events.contains(&(a, TcpEvent::Closed { conn: ca, reason: CloseReason::Fin })));
-    assert!(events.contains(&(b, TcpEvent::Closed { conn: cb, reason: CloseReason::Fin })));
+    assert!(events.contains(&(
+        a,
+        TcpEvent::Closed {
+            conn: ca,
+            reason: CloseReason::Fin
+        }
+    )));
+    assert!(events.contains(&(
+        b,
+        TcpEvent::Closed {
+            conn: cb,
+            reason: CloseReason::Fin
+        }
+    )));
     assert_eq!(world.tcp_state(ca), Some(TcpState::TimeWait));
     assert_eq!(world.tcp_state(cb), None);
     run_collect(&mut world, SimTime::from_secs(100));
@@ -211,10 +298,25 @@ fn abort_resets_the_peer() {
     world.tcp_listen(b, 80).unwrap();
     let ca = world.tcp_connect(a, None, sa(b_addr, 80)).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(1)));
-    let cb = events.iter().find_map(|(_, e)| match e { TcpEvent::Accepted { conn, .. } => Some(*conn), _ => None }).unwrap();
+    let cb = events
+        .iter()
+        .find_map(|(_, e)| match e {
+            TcpEvent::Accepted { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .unwrap();
     world.tcp_abort(ca).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(2)));
-    assert_eq!(events, vec![(b, TcpEvent::Closed { conn: cb, reason: CloseReason::Reset })]);
+    assert_eq!(
+        events,
+        vec![(
+            b,
+            TcpEvent::Closed {
+                conn: cb,
+                reason: CloseReason::Reset
+            }
+        )]
+    );
     assert!(world.tcp_send(ca, Bytes::from_static(b"x")).is_err());
 }
 
@@ -231,7 +333,16 @@ fn crash_and_restart_host() {
     // The restarted host knows nothing: data from a gets a RST.
     world.tcp_send(ca, Bytes::from_static(b"x")).unwrap();
     let events = tcp(&run_collect(&mut world, SimTime::from_secs(2)));
-    assert_eq!(events, vec![(a, TcpEvent::Closed { conn: ca, reason: CloseReason::Reset })]);
+    assert_eq!(
+        events,
+        vec![(
+            a,
+            TcpEvent::Closed {
+                conn: ca,
+                reason: CloseReason::Reset
+            }
+        )]
+    );
 }
 
 #[test]
@@ -239,12 +350,26 @@ fn udp_datagrams_and_port_unreachable() {
     let (mut world, _, a, b) = two_public_hosts(11, LinkParams::new(ms(10)));
     let (a_addr, b_addr) = (world.host_addr(a).unwrap(), world.host_addr(b).unwrap());
     world.udp_bind(b, 53).unwrap();
-    world.udp_send(a, 1000, sa(b_addr, 53), Bytes::from_static(b"q")).unwrap();
-    world.udp_send(a, 1000, sa(b_addr, 54), Bytes::from_static(b"lost")).unwrap();
+    world
+        .udp_send(a, 1000, sa(b_addr, 53), Bytes::from_static(b"q"))
+        .unwrap();
+    world
+        .udp_send(a, 1000, sa(b_addr, 54), Bytes::from_static(b"lost"))
+        .unwrap();
     let events = run_collect(&mut world, SimTime::from_secs(1));
     assert_eq!(
-        events.iter().map(|(_, h, e)| (*h, e.clone())).collect::<Vec<_>>(),
-        vec![(b, HostEvent::Udp(UdpEvent::Datagram { local_port: 53, from: sa(a_addr, 1000), bytes: Bytes::from_static(b"q") }))]
+        events
+            .iter()
+            .map(|(_, h, e)| (*h, e.clone()))
+            .collect::<Vec<_>>(),
+        vec![(
+            b,
+            HostEvent::Udp(UdpEvent::Datagram {
+                local_port: 53,
+                from: sa(a_addr, 1000),
+                bytes: Bytes::from_static(b"q")
+            })
+        )]
     );
     // The second datagram was answered with ICMP, which a's unconnected socket ignores.
     assert_eq!(world.stats().delivered, 3);
@@ -257,5 +382,40 @@ fn timers_fire_and_cancel() {
     let t2 = world.set_timer(a, SimTime::from_secs(2), 22).unwrap();
     world.cancel_timer(t2);
     let events = run_collect(&mut world, SimTime::from_secs(3));
-    assert_eq!(events, vec![(SimTime::from_secs(1), a, HostEvent::Timer { id: t1, token: 11 })]);
+    assert_eq!(
+        events,
+        vec![(
+            SimTime::from_secs(1),
+            a,
+            HostEvent::Timer { id: t1, token: 11 }
+        )]
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_log() {
+    let run = |seed| {
+        let config = simulator::WorldConfig {
+            keep_trace: true,
+            ..Default::default()
+        };
+        let mut world = simulator::World::with_config(seed, config);
+        let internet = world.add_network();
+        let link = LinkParams::new(ms(5))
+            .with_jitter(ms(3))
+            .with_loss_percent(5.0);
+        let a = world.add_host(internet, ip(1, 0, 0, 1), link).unwrap();
+        let b = world.add_host(internet, ip(2, 0, 0, 2), link).unwrap();
+        world.tcp_listen(b, 80).unwrap();
+        let conn = world.tcp_connect(a, None, sa(ip(2, 0, 0, 2), 80)).unwrap();
+        world.tcp_send(conn, vec![1u8; 50_000]).unwrap();
+        run_collect(&mut world, SimTime::from_secs(60));
+        (world.trace().to_vec(), world.trace_hash())
+    };
+    let (log1, hash1) = run(5);
+    let (log2, hash2) = run(5);
+    assert!(log1.len() > 100);
+    assert_eq!(log1, log2);
+    assert_eq!(hash1, hash2);
+    assert_ne!(run(6).1, hash1);
 }

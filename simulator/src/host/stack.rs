@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 use crate::error::NetError;
 use crate::net::HostId;
-use crate::packet::{Body, IcmpError, IcmpKind, OriginalHeader, Packet, Protocol, TcpFlags, TcpSegment};
+use crate::packet::{
+    Body, IcmpError, IcmpKind, OriginalHeader, Packet, Protocol, TcpFlags, TcpSegment,
+};
 use crate::rng::SimRng;
 use crate::tcp::conn::{Conn, Output};
 use crate::tcp::{ConnId, TcpConfig, TcpState};
@@ -45,7 +47,13 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
-    pub(crate) fn new(host: HostId, incarnation: u32, addr: Ipv4Addr, mut rng: SimRng, cfg: TcpConfig) -> Self {
+    pub(crate) fn new(
+        host: HostId,
+        incarnation: u32,
+        addr: Ipv4Addr,
+        mut rng: SimRng,
+        cfg: TcpConfig,
+    ) -> Self {
         let span = u64::from(EPHEMERAL.1 - EPHEMERAL.0);
         let offset = u16::try_from(rng.below(span + 1)).unwrap_or(0);
         Self {
@@ -65,7 +73,10 @@ impl Stack {
 
     pub(crate) fn listen(&mut self, port: u16) -> Result<(), NetError> {
         if port == 0 || !self.listeners.insert(port) {
-            return Err(NetError::PortInUse { host: self.host, port });
+            return Err(NetError::PortInUse {
+                host: self.host,
+                port,
+            });
         }
         Ok(())
     }
@@ -85,19 +96,33 @@ impl Stack {
             return Err(NetError::InvalidAddress(remote));
         }
         let port = match local_port {
-            Some(0) => return Err(NetError::PortInUse { host: self.host, port: 0 }),
+            Some(0) => {
+                return Err(NetError::PortInUse {
+                    host: self.host,
+                    port: 0,
+                });
+            }
             Some(port) => {
                 if let Some(&idx) = self.tuples.get(&(port, remote)) {
                     // A tuple in TIME_WAIT is reused, as with SO_REUSEADDR; any other
                     // state holds it.
-                    if self.conns.get(&idx).is_some_and(|c| c.state != TcpState::TimeWait) {
-                        return Err(NetError::PortInUse { host: self.host, port });
+                    if self
+                        .conns
+                        .get(&idx)
+                        .is_some_and(|c| c.state != TcpState::TimeWait)
+                    {
+                        return Err(NetError::PortInUse {
+                            host: self.host,
+                            port,
+                        });
                     }
                     self.remove(idx);
                 }
                 port
             }
-            None => self.ephemeral_port().ok_or(NetError::NoFreePort(self.host))?,
+            None => self
+                .ephemeral_port()
+                .ok_or(NetError::NoFreePort(self.host))?,
         };
         let id = self.next_id();
         let local = SocketAddrV4::new(self.addr, port);
@@ -108,18 +133,32 @@ impl Stack {
     }
 
     pub(crate) fn state(&self, id: ConnId) -> Option<TcpState> {
-        self.conn_index(id).and_then(|i| self.conns.get(&i)).map(|c| c.state)
+        self.conn_index(id)
+            .and_then(|i| self.conns.get(&i))
+            .map(|c| c.state)
     }
 
-    pub(crate) fn send(&mut self, now: SimTime, id: ConnId, data: Bytes, out: &mut StackOutput) -> Result<(), NetError> {
+    pub(crate) fn send(
+        &mut self,
+        now: SimTime,
+        id: ConnId,
+        data: Bytes,
+        out: &mut StackOutput,
+    ) -> Result<(), NetError> {
         let idx = self.conn_index(id).ok_or(NetError::UnknownConn(id))?;
         let conn = self.conns.get_mut(&idx).ok_or(NetError::UnknownConn(id))?;
-        conn.send(now, data, &mut out.tcp).map_err(|_| NetError::NotWritable(id))?;
+        conn.send(now, data, &mut out.tcp)
+            .map_err(|_| NetError::NotWritable(id))?;
         self.after(idx, out);
         Ok(())
     }
 
-    pub(crate) fn close(&mut self, now: SimTime, id: ConnId, out: &mut StackOutput) -> Result<(), NetError> {
+    pub(crate) fn close(
+        &mut self,
+        now: SimTime,
+        id: ConnId,
+        out: &mut StackOutput,
+    ) -> Result<(), NetError> {
         let idx = self.conn_index(id).ok_or(NetError::UnknownConn(id))?;
         let conn = self.conns.get_mut(&idx).ok_or(NetError::UnknownConn(id))?;
         conn.close(now, &mut out.tcp);
@@ -135,9 +174,19 @@ impl Stack {
         Ok(())
     }
 
-    pub(crate) fn on_timer(&mut self, now: SimTime, id: ConnId, at: SimTime, out: &mut StackOutput) {
-        let Some(idx) = self.conn_index(id) else { return };
-        let Some(conn) = self.conns.get_mut(&idx) else { return };
+    pub(crate) fn on_timer(
+        &mut self,
+        now: SimTime,
+        id: ConnId,
+        at: SimTime,
+        out: &mut StackOutput,
+    ) {
+        let Some(idx) = self.conn_index(id) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&idx) else {
+            return;
+        };
         if conn.armed == Some(at) {
             conn.armed = None;
         }
@@ -147,7 +196,10 @@ impl Stack {
 
     pub(crate) fn udp_bind(&mut self, port: u16) -> Result<(), NetError> {
         if port == 0 || !self.udp.insert(port) {
-            return Err(NetError::PortInUse { host: self.host, port });
+            return Err(NetError::PortInUse {
+                host: self.host,
+                port,
+            });
         }
         Ok(())
     }
@@ -157,15 +209,27 @@ impl Stack {
     }
 
     /// A datagram from `local_port` (bound implicitly if needed).
-    pub(crate) fn udp_send(&mut self, local_port: u16, remote: SocketAddrV4, data: Bytes) -> Result<Packet, NetError> {
+    pub(crate) fn udp_send(
+        &mut self,
+        local_port: u16,
+        remote: SocketAddrV4,
+        data: Bytes,
+    ) -> Result<Packet, NetError> {
         if local_port == 0 {
-            return Err(NetError::PortInUse { host: self.host, port: 0 });
+            return Err(NetError::PortInUse {
+                host: self.host,
+                port: 0,
+            });
         }
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(NetError::InvalidAddress(remote));
         }
         self.udp.insert(local_port);
-        Ok(Packet::udp(SocketAddrV4::new(self.addr, local_port), remote, data))
+        Ok(Packet::udp(
+            SocketAddrV4::new(self.addr, local_port),
+            remote,
+            data,
+        ))
     }
 
     /// Handles a packet delivered to this host.
@@ -178,7 +242,11 @@ impl Stack {
             Body::Udp(bytes) => {
                 let local_port = packet.dst.port();
                 if self.udp.contains(&local_port) {
-                    out.udp.push(UdpEvent::Datagram { local_port, from: packet.src, bytes });
+                    out.udp.push(UdpEvent::Datagram {
+                        local_port,
+                        from: packet.src,
+                        bytes,
+                    });
                 } else {
                     out.tcp.packets.push(Packet {
                         src: SocketAddrV4::new(self.addr, 0),
@@ -210,11 +278,21 @@ impl Stack {
         }
     }
 
-    fn on_tcp(&mut self, now: SimTime, src: SocketAddrV4, port: u16, seg: &TcpSegment, out: &mut StackOutput) {
+    fn on_tcp(
+        &mut self,
+        now: SimTime,
+        src: SocketAddrV4,
+        port: u16,
+        seg: &TcpSegment,
+        out: &mut StackOutput,
+    ) {
         let listening = self.listeners.contains(&port);
         let fresh_syn = seg.flags.syn() && !seg.flags.ack();
         if let Some(&idx) = self.tuples.get(&(port, src)) {
-            let time_wait = self.conns.get(&idx).is_some_and(|c| c.state == TcpState::TimeWait);
+            let time_wait = self
+                .conns
+                .get(&idx)
+                .is_some_and(|c| c.state == TcpState::TimeWait);
             if time_wait && fresh_syn && listening {
                 // A new connection on a tuple in TIME_WAIT goes to the listener.
                 self.remove(idx);
@@ -244,13 +322,19 @@ impl Stack {
             let ack = seg.seq.wrapping_add(seg.seq_len());
             TcpSegment::control(TcpFlags::RST | TcpFlags::ACK, 0, ack)
         };
-        out.tcp.packets.push(Packet::tcp(SocketAddrV4::new(self.addr, port), src, rst));
+        out.tcp
+            .packets
+            .push(Packet::tcp(SocketAddrV4::new(self.addr, port), src, rst));
     }
 
     fn next_id(&mut self) -> ConnId {
         let index = self.next_index;
         self.next_index = self.next_index.wrapping_add(1);
-        ConnId { host: self.host, incarnation: self.incarnation, index }
+        ConnId {
+            host: self.host,
+            incarnation: self.incarnation,
+            index,
+        }
     }
 
     fn conn_index(&self, id: ConnId) -> Option<u32> {
@@ -275,7 +359,9 @@ impl Stack {
 
     /// Drops a closed connection, or asks for a timer event if its deadline moved earlier.
     fn after(&mut self, idx: u32, out: &mut StackOutput) {
-        let Some(conn) = self.conns.get_mut(&idx) else { return };
+        let Some(conn) = self.conns.get_mut(&idx) else {
+            return;
+        };
         if conn.state == TcpState::Closed {
             self.remove(idx);
             return;

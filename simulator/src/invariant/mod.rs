@@ -81,7 +81,9 @@ pub enum Violation {
     },
     /// A new external endpoint was used where the mapping behaviour requires an
     /// existing one.
-    #[error("{nat} at {at}: {internal} to {remote} used {external}, but {mapping:?} requires live {existing}")]
+    #[error(
+        "{nat} at {at}: {internal} to {remote} used {external}, but {mapping:?} requires live {existing}"
+    )]
     MappingBehavior {
         /// The NAT.
         nat: NatId,

@@ -23,7 +23,13 @@ struct Seen {
 
 impl Seen {
     fn new(internal: SocketAddrV4, now: SimTime) -> Self {
-        Self { internal, last: now, contacted: Vec::new(), syn_out: Vec::new(), syn_in: Vec::new() }
+        Self {
+            internal,
+            last: now,
+            contacted: Vec::new(),
+            syn_out: Vec::new(),
+            syn_in: Vec::new(),
+        }
     }
 
     fn handshake_seen(&self) -> bool {
@@ -45,7 +51,11 @@ pub(crate) struct NatModel {
 
 impl NatModel {
     pub(crate) fn new(nat: NatId, config: NatConfig) -> Self {
-        Self { nat, config, seen: BTreeMap::new() }
+        Self {
+            nat,
+            config,
+            seen: BTreeMap::new(),
+        }
     }
 
     /// Forgets everything (the NAT crashed).
@@ -92,7 +102,9 @@ impl NatModel {
             }
             let covers = match self.config.mapping {
                 MappingBehavior::EndpointIndependent => true,
-                MappingBehavior::AddressDependent => seen.contacted.iter().any(|c| c.ip() == remote.ip()),
+                MappingBehavior::AddressDependent => {
+                    seen.contacted.iter().any(|c| c.ip() == remote.ip())
+                }
                 MappingBehavior::AddressAndPortDependent => seen.contacted.contains(&remote),
             };
             if covers {
@@ -151,7 +163,13 @@ impl NatModel {
         flags: Option<TcpFlags>,
     ) -> Result<(), Violation> {
         let nat = self.nat;
-        let no_mapping = Violation::NoLiveMapping { nat, at: now, protocol, remote, external };
+        let no_mapping = Violation::NoLiveMapping {
+            nat,
+            at: now,
+            protocol,
+            remote,
+            external,
+        };
         let Some(seen) = self.seen.get(&(protocol, external.port())) else {
             return Err(no_mapping);
         };
@@ -170,11 +188,20 @@ impl NatModel {
         let filtering = self.config.filtering;
         let admitted = match filtering {
             FilteringBehavior::EndpointIndependent => true,
-            FilteringBehavior::AddressDependent => seen.contacted.iter().any(|c| c.ip() == remote.ip()),
+            FilteringBehavior::AddressDependent => {
+                seen.contacted.iter().any(|c| c.ip() == remote.ip())
+            }
             FilteringBehavior::AddressAndPortDependent => seen.contacted.contains(&remote),
         };
         if !admitted {
-            return Err(Violation::Unfiltered { nat, at: now, protocol, remote, external, filtering });
+            return Err(Violation::Unfiltered {
+                nat,
+                at: now,
+                protocol,
+                remote,
+                external,
+                filtering,
+            });
         }
         let Some(seen) = self.seen.get_mut(&(protocol, external.port())) else {
             return Ok(());
@@ -212,13 +239,21 @@ mod tests {
     fn flags_a_packet_through_a_closed_filter() {
         let mut m = model(NatConfig::port_restricted_cone());
         let t = SimTime::ZERO;
-        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
-        m.inbound(t, Protocol::Udp, remote(443), public(1), sa(2, 1), None).unwrap();
-        let err = m.inbound(t, Protocol::Udp, remote(444), public(1), sa(2, 1), None).unwrap_err();
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None)
+            .unwrap();
+        m.inbound(t, Protocol::Udp, remote(443), public(1), sa(2, 1), None)
+            .unwrap();
+        let err = m
+            .inbound(t, Protocol::Udp, remote(444), public(1), sa(2, 1), None)
+            .unwrap_err();
         assert!(matches!(err, Violation::Unfiltered { .. }), "{err}");
-        let err = m.inbound(t, Protocol::Udp, remote(443), public(2), sa(2, 1), None).unwrap_err();
+        let err = m
+            .inbound(t, Protocol::Udp, remote(443), public(2), sa(2, 1), None)
+            .unwrap_err();
         assert!(matches!(err, Violation::NoLiveMapping { .. }), "{err}");
-        let err = m.inbound(t, Protocol::Udp, remote(443), public(1), sa(3, 1), None).unwrap_err();
+        let err = m
+            .inbound(t, Protocol::Udp, remote(443), public(1), sa(3, 1), None)
+            .unwrap_err();
         assert!(matches!(err, Violation::WrongInternal { .. }), "{err}");
     }
 
@@ -226,31 +261,62 @@ mod tests {
     fn flags_a_mapping_used_past_its_lifetime() {
         let config = NatConfig::full_cone();
         let mut m = model(config);
-        m.outbound(SimTime::ZERO, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
+        m.outbound(
+            SimTime::ZERO,
+            Protocol::Udp,
+            sa(2, 1),
+            public(1),
+            remote(443),
+            None,
+        )
+        .unwrap();
         let late = SimTime::ZERO + config.timeouts.udp + Duration::from_nanos(1);
-        let err = m.inbound(late, Protocol::Udp, remote(443), public(1), sa(2, 1), None).unwrap_err();
+        let err = m
+            .inbound(late, Protocol::Udp, remote(443), public(1), sa(2, 1), None)
+            .unwrap_err();
         assert!(matches!(err, Violation::NoLiveMapping { .. }), "{err}");
         // A TCP mapping that never saw a handshake lives only the transitory time.
         let mut m = model(config);
         let syn = Some(TcpFlags::SYN);
-        m.outbound(SimTime::ZERO, Protocol::Tcp, sa(2, 1), public(1), remote(443), syn).unwrap();
+        m.outbound(
+            SimTime::ZERO,
+            Protocol::Tcp,
+            sa(2, 1),
+            public(1),
+            remote(443),
+            syn,
+        )
+        .unwrap();
         let late = SimTime::ZERO + config.timeouts.tcp_transitory + Duration::from_nanos(1);
-        assert!(m.inbound(late, Protocol::Tcp, remote(443), public(1), sa(2, 1), None).is_err());
+        assert!(
+            m.inbound(late, Protocol::Tcp, remote(443), public(1), sa(2, 1), None)
+                .is_err()
+        );
     }
 
     #[test]
     fn flags_broken_mapping_behaviour() {
         let mut m = model(NatConfig::full_cone());
         let t = SimTime::ZERO;
-        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
-        let err = m.outbound(t, Protocol::Udp, sa(2, 1), public(2), remote(444), None).unwrap_err();
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None)
+            .unwrap();
+        let err = m
+            .outbound(t, Protocol::Udp, sa(2, 1), public(2), remote(444), None)
+            .unwrap_err();
         assert!(matches!(err, Violation::MappingBehavior { .. }), "{err}");
-        let err = m.outbound(t, Protocol::Udp, sa(3, 1), public(1), remote(443), None).unwrap_err();
+        let err = m
+            .outbound(t, Protocol::Udp, sa(3, 1), public(1), remote(443), None)
+            .unwrap_err();
         assert!(matches!(err, Violation::ExternalPortShared { .. }), "{err}");
         // Symmetric: a new destination may get a new port, the same one may not.
         let mut m = model(NatConfig::symmetric());
-        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None).unwrap();
-        m.outbound(t, Protocol::Udp, sa(2, 1), public(2), remote(444), None).unwrap();
-        assert!(m.outbound(t, Protocol::Udp, sa(2, 1), public(3), remote(444), None).is_err());
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(1), remote(443), None)
+            .unwrap();
+        m.outbound(t, Protocol::Udp, sa(2, 1), public(2), remote(444), None)
+            .unwrap();
+        assert!(
+            m.outbound(t, Protocol::Udp, sa(2, 1), public(3), remote(444), None)
+                .is_err()
+        );
     }
 }

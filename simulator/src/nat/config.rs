@@ -101,7 +101,10 @@ impl PortRange {
     /// is never used.
     pub fn new(lo: u16, hi: u16) -> Self {
         let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-        Self { lo: lo.max(1), hi: hi.max(1) }
+        Self {
+            lo: lo.max(1),
+            hi: hi.max(1),
+        }
     }
 
     /// The lowest port.
@@ -174,13 +177,19 @@ impl NatConfig {
 
     /// Restricted cone: endpoint-independent mapping, address-dependent filtering.
     pub fn restricted_cone() -> Self {
-        Self { filtering: FilteringBehavior::AddressDependent, ..Self::full_cone() }
+        Self {
+            filtering: FilteringBehavior::AddressDependent,
+            ..Self::full_cone()
+        }
     }
 
     /// Port-restricted cone: endpoint-independent mapping, address-and-port-dependent
     /// filtering.
     pub fn port_restricted_cone() -> Self {
-        Self { filtering: FilteringBehavior::AddressAndPortDependent, ..Self::full_cone() }
+        Self {
+            filtering: FilteringBehavior::AddressAndPortDependent,
+            ..Self::full_cone()
+        }
     }
 
     /// Symmetric: address-and-port-dependent mapping and filtering, random ports, no
@@ -226,12 +235,18 @@ impl NatConfig {
 
     /// This configuration with another answer to unsolicited SYNs.
     pub fn with_inbound_syn(self, inbound_syn: InboundSynPolicy) -> Self {
-        Self { inbound_syn, ..self }
+        Self {
+            inbound_syn,
+            ..self
+        }
     }
 
     /// This configuration with hairpinning on or off.
     pub fn with_hairpinning(self, hairpinning: bool) -> Self {
-        Self { hairpinning, ..self }
+        Self {
+            hairpinning,
+            ..self
+        }
     }
 
     /// This configuration with other timeouts.

@@ -19,7 +19,11 @@ pub(crate) struct PortAllocator {
 
 impl PortAllocator {
     pub(crate) fn new(policy: PortAllocation, range: PortRange) -> Self {
-        Self { policy, range, next: BTreeMap::new() }
+        Self {
+            policy,
+            range,
+            next: BTreeMap::new(),
+        }
     }
 
     /// A free port for a mapping of `internal_port`, or `None` when every port in the
@@ -41,7 +45,11 @@ impl PortAllocator {
             PortAllocation::Sequential => {
                 let start = *self.next.get(&protocol).unwrap_or(&self.range.lo());
                 let port = self.scan_from(start, &taken)?;
-                let next = if port >= self.range.hi() { self.range.lo() } else { port + 1 };
+                let next = if port >= self.range.hi() {
+                    self.range.lo()
+                } else {
+                    port + 1
+                };
                 self.next.insert(protocol, next);
                 Some(port)
             }
@@ -63,13 +71,21 @@ impl PortAllocator {
 
     /// The first free port at or after `start`, wrapping around the range once.
     fn scan_from(&self, start: u16, taken: &impl Fn(u16) -> bool) -> Option<u16> {
-        let start = if self.range.contains(start) { start } else { self.range.lo() };
+        let start = if self.range.contains(start) {
+            start
+        } else {
+            self.range.lo()
+        };
         let mut port = start;
         for _ in 0..self.range.len() {
             if !taken(port) {
                 return Some(port);
             }
-            port = if port >= self.range.hi() { self.range.lo() } else { port + 1 };
+            port = if port >= self.range.hi() {
+                self.range.lo()
+            } else {
+                port + 1
+            };
         }
         None
     }
@@ -83,8 +99,13 @@ mod tests {
     fn preserve_falls_back_when_taken() {
         let mut a = PortAllocator::new(PortAllocation::Preserve, PortRange::new(1000, 2000));
         let mut rng = SimRng::new(1);
-        assert_eq!(a.allocate(Protocol::Tcp, 1500, &mut rng, |_| false), Some(1500));
-        let p = a.allocate(Protocol::Tcp, 1500, &mut rng, |p| p == 1500).unwrap();
+        assert_eq!(
+            a.allocate(Protocol::Tcp, 1500, &mut rng, |_| false),
+            Some(1500)
+        );
+        let p = a
+            .allocate(Protocol::Tcp, 1500, &mut rng, |p| p == 1500)
+            .unwrap();
         assert!(p != 1500 && (1000..=2000).contains(&p));
         // Out of range: never preserved.
         let p = a.allocate(Protocol::Tcp, 80, &mut rng, |_| false).unwrap();
@@ -106,6 +127,9 @@ mod tests {
     fn random_finds_the_last_free_port() {
         let mut a = PortAllocator::new(PortAllocation::Random, PortRange::new(1, 1000));
         let mut rng = SimRng::new(3);
-        assert_eq!(a.allocate(Protocol::Tcp, 0, &mut rng, |p| p != 777), Some(777));
+        assert_eq!(
+            a.allocate(Protocol::Tcp, 0, &mut rng, |p| p != 777),
+            Some(777)
+        );
     }
 }

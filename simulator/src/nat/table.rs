@@ -156,7 +156,11 @@ impl NatTable {
         internal: SocketAddrV4,
         remote: SocketAddrV4,
     ) -> Option<SocketAddrV4> {
-        let key = InternalKey { protocol, internal, remote: self.remote_key(remote) };
+        let key = InternalKey {
+            protocol,
+            internal,
+            remote: self.remote_key(remote),
+        };
         let mapping = self.mappings.get(self.by_internal.get(&key)?)?;
         (mapping.deadline(&self.config.timeouts) >= now)
             .then(|| SocketAddrV4::new(self.public_ip, mapping.external_port))
@@ -191,16 +195,26 @@ impl NatTable {
             ));
         }
         for (id, m) in &self.mappings {
-            let key = InternalKey { protocol: m.protocol, internal: m.internal, remote: m.key };
+            let key = InternalKey {
+                protocol: m.protocol,
+                internal: m.internal,
+                remote: m.key,
+            };
             if self.by_internal.get(&key) != Some(id)
                 || self.by_external.get(&(m.protocol, m.external_port)) != Some(id)
             {
-                return Err(format!("mapping {} -> port {} not indexed", m.internal, m.external_port));
+                return Err(format!(
+                    "mapping {} -> port {} not indexed",
+                    m.internal, m.external_port
+                ));
             }
             if let Some(next) = self.next_expiry
                 && m.deadline(&self.config.timeouts) < next
             {
-                return Err(format!("mapping {} expires before the sweep time", m.internal));
+                return Err(format!(
+                    "mapping {} expires before the sweep time",
+                    m.internal
+                ));
             }
         }
         Ok(())
@@ -230,7 +244,11 @@ impl NatTable {
             Body::Icmp(_) => return Err(NatDrop::NoMapping),
         };
         let flags = tcp_flags(packet);
-        let key = InternalKey { protocol, internal: packet.src, remote: self.remote_key(packet.dst) };
+        let key = InternalKey {
+            protocol,
+            internal: packet.src,
+            remote: self.remote_key(packet.dst),
+        };
         let id = match self.by_internal.get(&key) {
             Some(&id) => id,
             // A RST never creates state.
@@ -241,7 +259,10 @@ impl NatTable {
             return Err(NatDrop::NoMapping);
         };
         mapping.touch(now, packet.dst, flags, true);
-        let (port, deadline) = (mapping.external_port, mapping.deadline(&self.config.timeouts));
+        let (port, deadline) = (
+            mapping.external_port,
+            mapping.deadline(&self.config.timeouts),
+        );
         self.note_deadline(deadline);
         Ok(port)
     }
@@ -321,7 +342,11 @@ impl NatTable {
             internal: original.dst,
             remote: self.remote_key(original.src),
         };
-        let Some(mapping) = self.by_internal.get(&key).and_then(|id| self.mappings.get(id)) else {
+        let Some(mapping) = self
+            .by_internal
+            .get(&key)
+            .and_then(|id| self.mappings.get(id))
+        else {
             return NatAction::Drop(NatDrop::NoMapping);
         };
         err.original.dst = SocketAddrV4::new(self.public_ip, mapping.external_port);
@@ -416,12 +441,20 @@ impl Mapping {
     fn permits(&self, filtering: FilteringBehavior, src: SocketAddrV4) -> bool {
         match filtering {
             FilteringBehavior::EndpointIndependent => true,
-            FilteringBehavior::AddressDependent => self.contacted.iter().any(|c| c.ip() == src.ip()),
+            FilteringBehavior::AddressDependent => {
+                self.contacted.iter().any(|c| c.ip() == src.ip())
+            }
             FilteringBehavior::AddressAndPortDependent => self.contacted.contains(&src),
         }
     }
 
-    fn touch(&mut self, now: SimTime, remote: SocketAddrV4, flags: Option<TcpFlags>, outbound: bool) {
+    fn touch(
+        &mut self,
+        now: SimTime,
+        remote: SocketAddrV4,
+        flags: Option<TcpFlags>,
+        outbound: bool,
+    ) {
         self.last_activity = now;
         if outbound && !self.contacted.contains(&remote) {
             self.contacted.push(remote);

@@ -56,7 +56,12 @@ fn out(nat: &mut NatTable, now: SimTime, src: SocketAddrV4, dst: SocketAddrV4) -
 }
 
 /// Whether an inbound UDP packet is delivered (and to whom).
-fn inbound(nat: &mut NatTable, now: SimTime, src: SocketAddrV4, dst: SocketAddrV4) -> Option<SocketAddrV4> {
+fn inbound(
+    nat: &mut NatTable,
+    now: SimTime,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) -> Option<SocketAddrV4> {
     match nat.inbound(now, udp(src, dst)) {
         NatAction::ToInside(p) => Some(p.dst),
         _ => None,
@@ -92,7 +97,10 @@ fn mapping_behaviour_of_every_preset() {
 
 #[test]
 fn address_dependent_mapping() {
-    let config = NatConfig { mapping: MappingBehavior::AddressDependent, ..NatConfig::full_cone() };
+    let config = NatConfig {
+        mapping: MappingBehavior::AddressDependent,
+        ..NatConfig::full_cone()
+    };
     let mut nat = table(config);
     let e1 = out(&mut nat, at(0), inside(), r1());
     assert_eq!(out(&mut nat, at(1), inside(), r1_other_port()), e1);
@@ -176,16 +184,24 @@ fn hairpinning() {
         let second = nat.outbound(at(2), udp(peer, e_inside));
         if !config.hairpinning {
             assert_eq!(first, NatAction::Drop(NatDrop::HairpinDisabled), "{preset}");
-            assert_eq!(second, NatAction::Drop(NatDrop::HairpinDisabled), "{preset}");
+            assert_eq!(
+                second,
+                NatAction::Drop(NatDrop::HairpinDisabled),
+                "{preset}"
+            );
             continue;
         }
         match (config.filtering, first) {
-            (FilteringBehavior::EndpointIndependent, NatAction::ToInside(p)) => assert_eq!(p.dst, peer),
+            (FilteringBehavior::EndpointIndependent, NatAction::ToInside(p)) => {
+                assert_eq!(p.dst, peer)
+            }
             (FilteringBehavior::EndpointIndependent, other) => panic!("{preset}: {other:?}"),
             (_, other) => assert_eq!(other, NatAction::Drop(NatDrop::Filtered), "{preset}"),
         }
         // The source is the sender's external endpoint (RFC 4787 REQ-9).
-        let NatAction::ToInside(p) = second else { panic!("{preset}: {second:?}") };
+        let NatAction::ToInside(p) = second else {
+            panic!("{preset}: {second:?}")
+        };
         assert_eq!((p.src, p.dst), (e_peer, inside()), "{preset}");
     }
 }
@@ -197,13 +213,20 @@ fn udp_mapping_expires_after_its_idle_time() {
         tcp_established: Duration::from_secs(300),
         tcp_transitory: Duration::from_secs(60),
     };
-    let mut nat = table(NatConfig::full_cone().with_timeouts(timeouts).with_ports(PortAllocation::Sequential));
+    let mut nat = table(
+        NatConfig::full_cone()
+            .with_timeouts(timeouts)
+            .with_ports(PortAllocation::Sequential),
+    );
     let e = out(&mut nat, at(0), inside(), r1());
     // Inbound traffic refreshes too.
     assert!(inbound(&mut nat, SimTime::from_secs(20), r1(), e).is_some());
     assert!(inbound(&mut nat, SimTime::from_secs(50), r1(), e).is_some());
     assert_eq!(nat.mappings(SimTime::from_secs(80)).len(), 1);
-    assert!(nat.mappings(SimTime::from_secs(80) + Duration::from_nanos(1)).is_empty());
+    assert!(
+        nat.mappings(SimTime::from_secs(80) + Duration::from_nanos(1))
+            .is_empty()
+    );
     assert_eq!(inbound(&mut nat, SimTime::from_secs(81), r1(), e), None);
     // A new mapping gets the next port.
     let e2 = out(&mut nat, SimTime::from_secs(82), inside(), r1());
@@ -227,12 +250,21 @@ fn tcp_mapping_lifetime_depends_on_connection_state() {
     assert_eq!(nat.mappings(at(0))[0].expires_at, SimTime::from_secs(100));
     // SYN-ACK in: established.
     let synack = tcp(r1(), e, TcpFlags::SYN | TcpFlags::ACK);
-    assert!(matches!(nat.inbound(at(10), synack), NatAction::ToInside(_)));
-    assert_eq!(nat.mappings(at(10))[0].expires_at, at(10) + Duration::from_secs(1000));
+    assert!(matches!(
+        nat.inbound(at(10), synack),
+        NatAction::ToInside(_)
+    ));
+    assert_eq!(
+        nat.mappings(at(10))[0].expires_at,
+        at(10) + Duration::from_secs(1000)
+    );
     // FIN: transitory again.
     let fin = tcp(inside(), r1(), TcpFlags::FIN | TcpFlags::ACK);
     assert!(matches!(nat.outbound(at(20), fin), NatAction::ToOutside(_)));
-    assert_eq!(nat.mappings(at(20))[0].expires_at, at(20) + Duration::from_secs(100));
+    assert_eq!(
+        nat.mappings(at(20))[0].expires_at,
+        at(20) + Duration::from_secs(100)
+    );
 }
 
 #[test]
@@ -250,18 +282,27 @@ fn unsolicited_syn_policies() {
     let target = SocketAddrV4::new(PUBLIC, 5000);
     let syn = tcp(r1(), target, TcpFlags::SYN);
     let mut nat = table(NatConfig::full_cone().with_inbound_syn(InboundSynPolicy::Drop));
-    assert_eq!(nat.inbound(at(0), syn.clone()), NatAction::Drop(NatDrop::NoMapping));
+    assert_eq!(
+        nat.inbound(at(0), syn.clone()),
+        NatAction::Drop(NatDrop::NoMapping)
+    );
 
     let mut nat = table(NatConfig::full_cone().with_inbound_syn(InboundSynPolicy::Rst));
-    let NatAction::ToOutside(rst) = nat.inbound(at(0), syn.clone()) else { panic!("no rst") };
+    let NatAction::ToOutside(rst) = nat.inbound(at(0), syn.clone()) else {
+        panic!("no rst")
+    };
     assert_eq!((rst.src, rst.dst), (target, r1()));
     let seg = rst.tcp_segment().unwrap();
     assert!(seg.flags.rst() && seg.flags.ack());
     assert_eq!(seg.ack, 101);
 
     let mut nat = table(NatConfig::full_cone().with_inbound_syn(InboundSynPolicy::Icmp));
-    let NatAction::ToOutside(icmp) = nat.inbound(at(0), syn.clone()) else { panic!("no icmp") };
-    let Body::Icmp(err) = icmp.body else { panic!("not icmp") };
+    let NatAction::ToOutside(icmp) = nat.inbound(at(0), syn.clone()) else {
+        panic!("no icmp")
+    };
+    let Body::Icmp(err) = icmp.body else {
+        panic!("not icmp")
+    };
     assert_eq!(err.kind, IcmpKind::AdminProhibited);
     assert_eq!((err.original.src, err.original.dst), (r1(), target));
 
@@ -271,7 +312,10 @@ fn unsolicited_syn_policies() {
         NatAction::ToOutside(p) => p.src,
         other => panic!("{other:?}"),
     };
-    assert!(matches!(nat.inbound(at(1), tcp(r2(), e, TcpFlags::SYN)), NatAction::ToOutside(_)));
+    assert!(matches!(
+        nat.inbound(at(1), tcp(r2(), e, TcpFlags::SYN)),
+        NatAction::ToOutside(_)
+    ));
     assert_eq!(
         nat.inbound(at(1), tcp(r2(), e, TcpFlags::ACK)),
         NatAction::Drop(NatDrop::Filtered)
@@ -289,34 +333,72 @@ fn icmp_errors_are_translated_back() {
         dst: SocketAddrV4::new(PUBLIC, 0),
         body: Body::Icmp(crate::packet::IcmpError {
             kind: IcmpKind::PortUnreachable,
-            original: crate::packet::OriginalHeader { src, dst, protocol: Protocol::Tcp },
+            original: crate::packet::OriginalHeader {
+                src,
+                dst,
+                protocol: Protocol::Tcp,
+            },
         }),
     };
-    let NatAction::ToInside(back) = nat.inbound(at(1), icmp(syn.src, r1())) else { panic!() };
+    let NatAction::ToInside(back) = nat.inbound(at(1), icmp(syn.src, r1())) else {
+        panic!()
+    };
     let Body::Icmp(err) = back.body else { panic!() };
     assert_eq!(err.original.src, inside());
     assert_eq!(*back.dst.ip(), *inside().ip());
     // About a packet to a remote the mapping never contacted: filtered.
-    assert_eq!(nat.inbound(at(1), icmp(syn.src, r2())), NatAction::Drop(NatDrop::Filtered));
+    assert_eq!(
+        nat.inbound(at(1), icmp(syn.src, r2())),
+        NatAction::Drop(NatDrop::Filtered)
+    );
 }
 
 #[test]
 fn presets_are_what_their_names_say() {
     use FilteringBehavior as F;
     use MappingBehavior as M;
-    let summary = |c: NatConfig| (c.mapping, c.filtering, c.ports, c.hairpinning, c.inbound_syn);
+    let summary = |c: NatConfig| {
+        (
+            c.mapping,
+            c.filtering,
+            c.ports,
+            c.hairpinning,
+            c.inbound_syn,
+        )
+    };
     assert_eq!(
         summary(NatConfig::full_cone()),
-        (M::EndpointIndependent, F::EndpointIndependent, PortAllocation::Preserve, true, InboundSynPolicy::Drop)
+        (
+            M::EndpointIndependent,
+            F::EndpointIndependent,
+            PortAllocation::Preserve,
+            true,
+            InboundSynPolicy::Drop
+        )
     );
     assert_eq!(NatConfig::restricted_cone().filtering, F::AddressDependent);
-    assert_eq!(NatConfig::port_restricted_cone().filtering, F::AddressAndPortDependent);
+    assert_eq!(
+        NatConfig::port_restricted_cone().filtering,
+        F::AddressAndPortDependent
+    );
     assert_eq!(
         summary(NatConfig::symmetric()),
-        (M::AddressAndPortDependent, F::AddressAndPortDependent, PortAllocation::Random, false, InboundSynPolicy::Drop)
+        (
+            M::AddressAndPortDependent,
+            F::AddressAndPortDependent,
+            PortAllocation::Random,
+            false,
+            InboundSynPolicy::Drop
+        )
     );
     assert_eq!(
         summary(NatConfig::linux_default()),
-        (M::EndpointIndependent, F::AddressAndPortDependent, PortAllocation::Preserve, false, InboundSynPolicy::Rst)
+        (
+            M::EndpointIndependent,
+            F::AddressAndPortDependent,
+            PortAllocation::Preserve,
+            false,
+            InboundSynPolicy::Rst
+        )
     );
 }

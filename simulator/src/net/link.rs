@@ -20,7 +20,7 @@ pub struct LinkParams {
     pub jitter: Duration,
     /// Loss probability in parts per million (capped at 1 000 000).
     pub loss_ppm: u32,
-    /// Bits per second; `None` for infinite bandwidth (no serialization, no queue).
+    /// Bits per second; `None` (or 0) for infinite bandwidth: no serialization, no queue.
     pub bandwidth_bps: Option<u64>,
     /// Bytes the queue holds before it drops arriving packets.
     pub queue_bytes: u64,
@@ -29,7 +29,13 @@ pub struct LinkParams {
 impl LinkParams {
     /// A loss-free link of infinite bandwidth with the given one-way latency.
     pub const fn new(latency: Duration) -> Self {
-        Self { latency, jitter: Duration::ZERO, loss_ppm: 0, bandwidth_bps: None, queue_bytes: 256 * 1024 }
+        Self {
+            latency,
+            jitter: Duration::ZERO,
+            loss_ppm: 0,
+            bandwidth_bps: None,
+            queue_bytes: 256 * 1024,
+        }
     }
 
     /// A link with no delay at all.
@@ -44,14 +50,29 @@ impl LinkParams {
 
     /// With a loss probability in percent (clamped to 0..=100; NaN means 0).
     pub fn with_loss_percent(self, percent: f64) -> Self {
-        let ppm = if percent.is_nan() { 0.0 } else { (percent * 10_000.0).clamp(0.0, 1e6) };
-        Self { loss_ppm: ppm as u32, ..self }
+        let ppm = if percent.is_nan() {
+            0.0
+        } else {
+            (percent * 10_000.0).clamp(0.0, 1e6)
+        };
+        Self {
+            loss_ppm: ppm as u32,
+            ..self
+        }
     }
 
     /// With a bandwidth in bits per second (0 means infinite) and a queue size.
     pub const fn with_bandwidth(self, bits_per_second: u64, queue_bytes: u64) -> Self {
-        let bandwidth_bps = if bits_per_second == 0 { None } else { Some(bits_per_second) };
-        Self { bandwidth_bps, queue_bytes, ..self }
+        let bandwidth_bps = if bits_per_second == 0 {
+            None
+        } else {
+            Some(bits_per_second)
+        };
+        Self {
+            bandwidth_bps,
+            queue_bytes,
+            ..self
+        }
     }
 }
 
@@ -92,7 +113,12 @@ pub(crate) struct LinkState {
 
 impl LinkState {
     pub(crate) fn new(params: LinkParams) -> Self {
-        Self { params, up: true, epoch: 0, lanes: [Lane::default(); 2] }
+        Self {
+            params,
+            up: true,
+            epoch: 0,
+            lanes: [Lane::default(); 2],
+        }
     }
 
     /// Takes the link down or up. Going down loses everything in flight.
@@ -120,7 +146,7 @@ impl LinkState {
         let lane = &mut self.lanes[dir as usize];
         let mut start = now;
         let mut serialization = Duration::ZERO;
-        if let Some(bps) = params.bandwidth_bps {
+        if let Some(bps) = params.bandwidth_bps.filter(|&bps| bps > 0) {
             let backlog = lane.busy_until.saturating_since(now);
             let backlog_bytes = backlog.as_nanos().saturating_mul(u128::from(bps)) / 8_000_000_000;
             if backlog_bytes.saturating_add(size as u128) > u128::from(params.queue_bytes) {
@@ -152,12 +178,18 @@ mod tests {
         let mut link = LinkState::new(params);
         let mut rng = SimRng::new(1);
         // 1000 bytes at 1 MB/s: 1 ms each.
-        let a = link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng).unwrap();
-        let b = link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng).unwrap();
+        let a = link
+            .transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng)
+            .unwrap();
+        let b = link
+            .transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng)
+            .unwrap();
         assert_eq!(a, SimTime::from_millis(11));
         assert_eq!(b, SimTime::from_millis(12));
         // The other direction has its own queue.
-        let c = link.transmit(SimTime::ZERO, Direction::Down, 1000, &mut rng).unwrap();
+        let c = link
+            .transmit(SimTime::ZERO, Direction::Down, 1000, &mut rng)
+            .unwrap();
         assert_eq!(c, SimTime::from_millis(11));
     }
 
@@ -166,8 +198,14 @@ mod tests {
         let params = LinkParams::new(Duration::ZERO).with_bandwidth(8_000, 2_500);
         let mut link = LinkState::new(params);
         let mut rng = SimRng::new(1);
-        assert!(link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng).is_ok());
-        assert!(link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng).is_ok());
+        assert!(
+            link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng)
+                .is_ok()
+        );
+        assert!(
+            link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng)
+                .is_ok()
+        );
         assert_eq!(
             link.transmit(SimTime::ZERO, Direction::Up, 1000, &mut rng),
             Err(DropReason::QueueFull)
@@ -176,24 +214,39 @@ mod tests {
 
     #[test]
     fn jitter_never_reorders_and_down_links_drop() {
-        let params = LinkParams::new(Duration::from_millis(5)).with_jitter(Duration::from_millis(5));
+        let params =
+            LinkParams::new(Duration::from_millis(5)).with_jitter(Duration::from_millis(5));
         let mut link = LinkState::new(params);
         let mut rng = SimRng::new(7);
         let mut last = SimTime::ZERO;
         for i in 0..100 {
-            let t = link.transmit(SimTime::from_nanos(i * 1000), Direction::Up, 100, &mut rng).unwrap();
+            let t = link
+                .transmit(SimTime::from_nanos(i * 1000), Direction::Up, 100, &mut rng)
+                .unwrap();
             assert!(t >= last);
             last = t;
         }
         link.set_up(false);
-        assert_eq!(link.transmit(last, Direction::Up, 1, &mut rng), Err(DropReason::LinkDown));
+        assert_eq!(
+            link.transmit(last, Direction::Up, 1, &mut rng),
+            Err(DropReason::LinkDown)
+        );
         assert_eq!(link.epoch, 1);
     }
 
     #[test]
     fn loss_percent_clamps() {
-        assert_eq!(LinkParams::instant().with_loss_percent(f64::NAN).loss_ppm, 0);
-        assert_eq!(LinkParams::instant().with_loss_percent(250.0).loss_ppm, 1_000_000);
-        assert_eq!(LinkParams::instant().with_loss_percent(1.5).loss_ppm, 15_000);
+        assert_eq!(
+            LinkParams::instant().with_loss_percent(f64::NAN).loss_ppm,
+            0
+        );
+        assert_eq!(
+            LinkParams::instant().with_loss_percent(250.0).loss_ppm,
+            1_000_000
+        );
+        assert_eq!(
+            LinkParams::instant().with_loss_percent(1.5).loss_ppm,
+            15_000
+        );
     }
 }

@@ -155,14 +155,20 @@ impl Profile {
     /// The profile of a chain, innermost NAT first (empty: a public host).
     pub fn of(chain: &[NatConfig]) -> Self {
         Self {
-            stable: chain.iter().all(|n| n.mapping == MappingBehavior::EndpointIndependent),
+            stable: chain
+                .iter()
+                .all(|n| n.mapping == MappingBehavior::EndpointIndependent),
             admits_observed_peer: admits(chain, true),
             admits_other_peer_port: admits(chain, false),
         }
     }
 
     fn admits(self, exact_source: bool) -> bool {
-        if exact_source { self.admits_observed_peer } else { self.admits_other_peer_port }
+        if exact_source {
+            self.admits_observed_peer
+        } else {
+            self.admits_other_peer_port
+        }
     }
 }
 
@@ -195,12 +201,29 @@ pub fn predict(a: &[NatConfig], b: &[NatConfig], transport: Transport) -> Verdic
 }
 
 fn predict_tcp(pa: Profile, pb: Profile) -> Verdict {
-    let dialed_both = DirectPath::Tcp { a: Opened::Dialed, b: Opened::Dialed };
+    let dialed_both = DirectPath::Tcp {
+        a: Opened::Dialed,
+        b: Opened::Dialed,
+    };
     match (pa.stable, pb.stable) {
         (true, true) => Verdict::Direct(dialed_both),
         (false, false) => Verdict::NoDirect,
-        (true, false) => one_stable(pa, pb, DirectPath::Tcp { a: Opened::Accepted, b: Opened::Dialed }),
-        (false, true) => one_stable(pb, pa, DirectPath::Tcp { a: Opened::Dialed, b: Opened::Accepted }),
+        (true, false) => one_stable(
+            pa,
+            pb,
+            DirectPath::Tcp {
+                a: Opened::Accepted,
+                b: Opened::Dialed,
+            },
+        ),
+        (false, true) => one_stable(
+            pb,
+            pa,
+            DirectPath::Tcp {
+                a: Opened::Dialed,
+                b: Opened::Accepted,
+            },
+        ),
     }
 }
 
@@ -237,7 +260,10 @@ mod tests {
             for b in cones {
                 assert_eq!(
                     tcp(a, b),
-                    Verdict::Direct(DirectPath::Tcp { a: Opened::Dialed, b: Opened::Dialed })
+                    Verdict::Direct(DirectPath::Tcp {
+                        a: Opened::Dialed,
+                        b: Opened::Dialed
+                    })
                 );
             }
         }
@@ -246,7 +272,10 @@ mod tests {
     #[test]
     fn symmetric_needs_an_address_filter_on_the_other_side() {
         use NatPreset::*;
-        let accepted_by_a = Verdict::Direct(DirectPath::Tcp { a: Opened::Accepted, b: Opened::Dialed });
+        let accepted_by_a = Verdict::Direct(DirectPath::Tcp {
+            a: Opened::Accepted,
+            b: Opened::Dialed,
+        });
         assert_eq!(tcp(FullCone, Symmetric), accepted_by_a);
         assert_eq!(tcp(RestrictedCone, Symmetric), accepted_by_a);
         assert_eq!(tcp(PortRestrictedCone, Symmetric), Verdict::NoDirect);
@@ -262,12 +291,19 @@ mod tests {
     #[test]
     fn quic_roles_matter() {
         use NatPreset::*;
-        let quic = |a: NatPreset, b: NatPreset| predict(&[a.config()], &[b.config()], Transport::Quic);
+        let quic =
+            |a: NatPreset, b: NatPreset| predict(&[a.config()], &[b.config()], Transport::Quic);
         assert_eq!(quic(Symmetric, FullCone), Verdict::Direct(DirectPath::Quic));
-        assert_eq!(quic(Symmetric, RestrictedCone), Verdict::Direct(DirectPath::Quic));
+        assert_eq!(
+            quic(Symmetric, RestrictedCone),
+            Verdict::Direct(DirectPath::Quic)
+        );
         assert_eq!(quic(Symmetric, PortRestrictedCone), Verdict::NoDirect);
         assert_eq!(quic(FullCone, Symmetric), Verdict::NoDirect);
-        assert_eq!(quic(PortRestrictedCone, LinuxDefault), Verdict::Direct(DirectPath::Quic));
+        assert_eq!(
+            quic(PortRestrictedCone, LinuxDefault),
+            Verdict::Direct(DirectPath::Quic)
+        );
     }
 
     #[test]
@@ -276,8 +312,14 @@ mod tests {
         // An inner EIM NAT with an outer symmetric one is symmetric.
         let chain = [FullCone.config(), Symmetric.config()];
         assert!(!Profile::of(&chain).stable);
-        assert_eq!(predict(&[FullCone.config()], &chain, Transport::Tcp).is_direct(), Some(true));
-        assert_eq!(predict(&[PortRestrictedCone.config()], &chain, Transport::Tcp), Verdict::NoDirect);
+        assert_eq!(
+            predict(&[FullCone.config()], &chain, Transport::Tcp).is_direct(),
+            Some(true)
+        );
+        assert_eq!(
+            predict(&[PortRestrictedCone.config()], &chain, Transport::Tcp),
+            Verdict::NoDirect
+        );
         // Two cones in a row behave as the stricter cone.
         let cones = [FullCone.config(), PortRestrictedCone.config()];
         let p = Profile::of(&cones);

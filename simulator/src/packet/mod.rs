@@ -65,12 +65,20 @@ pub enum Body {
 impl Packet {
     /// A TCP packet.
     pub fn tcp(src: SocketAddrV4, dst: SocketAddrV4, segment: TcpSegment) -> Self {
-        Self { src, dst, body: Body::Tcp(segment) }
+        Self {
+            src,
+            dst,
+            body: Body::Tcp(segment),
+        }
     }
 
     /// A UDP packet.
     pub fn udp(src: SocketAddrV4, dst: SocketAddrV4, payload: Bytes) -> Self {
-        Self { src, dst, body: Body::Udp(payload) }
+        Self {
+            src,
+            dst,
+            body: Body::Udp(payload),
+        }
     }
 
     /// The transport protocol, or `None` for ICMP.

@@ -56,7 +56,12 @@ impl BitOr for TcpFlags {
 
 impl fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [(Self::SYN, "S"), (Self::ACK, "."), (Self::FIN, "F"), (Self::RST, "R")];
+        let names = [
+            (Self::SYN, "S"),
+            (Self::ACK, "."),
+            (Self::FIN, "F"),
+            (Self::RST, "R"),
+        ];
         for (flag, name) in names {
             if self.contains(flag) {
                 f.write_str(name)?;
@@ -84,7 +89,13 @@ pub struct TcpSegment {
 impl TcpSegment {
     /// A segment without data.
     pub fn control(flags: TcpFlags, seq: u32, ack: u32) -> Self {
-        Self { flags, seq, ack, window: u16::MAX, payload: Bytes::new() }
+        Self {
+            flags,
+            seq,
+            ack,
+            window: u16::MAX,
+            payload: Bytes::new(),
+        }
     }
 
     /// Sequence space the segment occupies: data plus one for SYN and one for FIN.
@@ -97,6 +108,13 @@ impl TcpSegment {
 
 impl fmt::Display for TcpSegment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] seq={} ack={} len={}", self.flags, self.seq, self.ack, self.payload.len())
+        write!(
+            f,
+            "[{}] seq={} ack={} len={}",
+            self.flags,
+            self.seq,
+            self.ack,
+            self.payload.len()
+        )
     }
 }

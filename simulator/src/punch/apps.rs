@@ -59,7 +59,11 @@ pub(super) struct Apps {
 
 impl Apps {
     /// Opens the sockets and contacts the relay.
-    pub(super) fn start(world: &mut World, topo: &Topology, transport: Transport) -> Result<Self, NetError> {
+    pub(super) fn start(
+        world: &mut World,
+        topo: &Topology,
+        transport: Transport,
+    ) -> Result<Self, NetError> {
         let peer = |host, port| Peer {
             host,
             port,
@@ -114,7 +118,10 @@ impl Apps {
         self.done_at?;
         match self.transport {
             Transport::Quic => Some(DirectPath::Quic),
-            Transport::Tcp => Some(DirectPath::Tcp { a: self.peers[0].reached?, b: self.peers[1].reached? }),
+            Transport::Tcp => Some(DirectPath::Tcp {
+                a: self.peers[0].reached?,
+                b: self.peers[1].reached?,
+            }),
         }
     }
 
@@ -122,11 +129,18 @@ impl Apps {
         Some(self.done_at?.saturating_since(self.punch_at?))
     }
 
-    pub(super) fn on_event(&mut self, world: &mut World, host: HostId, event: HostEvent) -> Result<(), NetError> {
+    pub(super) fn on_event(
+        &mut self,
+        world: &mut World,
+        host: HostId,
+        event: HostEvent,
+    ) -> Result<(), NetError> {
         if host == self.relay {
             return self.on_relay_event(world, event);
         }
-        let Some(i) = self.peers.iter().position(|p| p.host == host) else { return Ok(()) };
+        let Some(i) = self.peers.iter().position(|p| p.host == host) else {
+            return Ok(());
+        };
         match event {
             HostEvent::Tcp(TcpEvent::Data { conn, bytes }) => {
                 if self.peers[i].relay_conn == Some(conn) {
@@ -134,7 +148,9 @@ impl Apps {
                     if let Some(addr) = decode(&self.peers[i].buf) {
                         self.learn(world, i, addr)?;
                     }
-                } else if let Some(&(_, opened)) = self.peers[i].direct.iter().find(|(c, _)| *c == conn) {
+                } else if let Some(&(_, opened)) =
+                    self.peers[i].direct.iter().find(|(c, _)| *c == conn)
+                {
                     self.peers[i].reached.get_or_insert(opened);
                     self.check_done(world.now());
                 }
@@ -148,7 +164,9 @@ impl Apps {
                 world.tcp_send(conn, PING)?;
             }
             HostEvent::Tcp(_) => {}
-            HostEvent::Udp(UdpEvent::Datagram { from, bytes, .. }) => self.on_datagram(world, i, from, &bytes)?,
+            HostEvent::Udp(UdpEvent::Datagram { from, bytes, .. }) => {
+                self.on_datagram(world, i, from, &bytes)?
+            }
             HostEvent::Timer { token, .. } => self.on_timer(world, i, token)?,
         }
         Ok(())
@@ -156,7 +174,9 @@ impl Apps {
 
     fn on_relay_event(&mut self, world: &mut World, event: HostEvent) -> Result<(), NetError> {
         match event {
-            HostEvent::Tcp(TcpEvent::Accepted { conn, remote, .. }) => world.tcp_send(conn, encode(remote)),
+            HostEvent::Tcp(TcpEvent::Accepted { conn, remote, .. }) => {
+                world.tcp_send(conn, encode(remote))
+            }
             HostEvent::Udp(UdpEvent::Datagram { from, .. }) => {
                 world.udp_send(self.relay, RELAY.port(), from, encode(from))
             }
@@ -164,7 +184,13 @@ impl Apps {
         }
     }
 
-    fn on_datagram(&mut self, world: &mut World, i: usize, from: SocketAddrV4, bytes: &[u8]) -> Result<(), NetError> {
+    fn on_datagram(
+        &mut self,
+        world: &mut World,
+        i: usize,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) -> Result<(), NetError> {
         let (host, port, target) = (self.peers[i].host, self.peers[i].port, self.peers[i].target);
         if from == RELAY {
             if let Some(addr) = decode(bytes) {
@@ -198,7 +224,9 @@ impl Apps {
                 world.set_timer(host, world.now() + Duration::from_secs(1), OBSERVE_RETRY)?;
             }
             PUNCH | PUNCH_RETRY => {
-                let Some(target) = peer.target else { return Ok(()) };
+                let Some(target) = peer.target else {
+                    return Ok(());
+                };
                 match self.transport {
                     Transport::Tcp => {
                         // A refused tuple (already connected) is not an error here.
@@ -252,5 +280,8 @@ fn encode(addr: SocketAddrV4) -> Bytes {
 
 fn decode(b: &[u8]) -> Option<SocketAddrV4> {
     let b: &[u8; 6] = b.get(..6)?.try_into().ok()?;
-    Some(SocketAddrV4::new(Ipv4Addr::new(b[0], b[1], b[2], b[3]), u16::from_be_bytes([b[4], b[5]])))
+    Some(SocketAddrV4::new(
+        Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+        u16::from_be_bytes([b[4], b[5]]),
+    ))
 }

@@ -45,7 +45,15 @@ pub struct PunchSetup {
 impl PunchSetup {
     /// An experiment without loss, with invariant checks, and a 30 s deadline.
     pub fn new(a: Vec<NatConfig>, b: Vec<NatConfig>, transport: Transport, seed: u64) -> Self {
-        Self { a, b, transport, seed, loss_percent: 0.0, check_invariants: true, deadline: Duration::from_secs(30) }
+        Self {
+            a,
+            b,
+            transport,
+            seed,
+            loss_percent: 0.0,
+            check_invariants: true,
+            deadline: Duration::from_secs(30),
+        }
     }
 }
 
@@ -84,7 +92,10 @@ const OBSERVE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs one experiment.
 pub fn run(setup: &PunchSetup) -> Result<PunchOutcome, PunchError> {
-    let config = WorldConfig { check_nats: setup.check_invariants, ..WorldConfig::default() };
+    let config = WorldConfig {
+        check_nats: setup.check_invariants,
+        ..WorldConfig::default()
+    };
     let mut world = World::with_config(setup.seed, config);
     let topo = topology::build(&mut world, setup)?;
     let mut apps = Apps::start(&mut world, &topo, setup.transport)?;
@@ -97,7 +108,9 @@ pub fn run(setup: &PunchSetup) -> Result<PunchOutcome, PunchError> {
             Some(t0) => t0 + setup.deadline,
             None => crate::time::SimTime::from_duration(OBSERVE_DEADLINE),
         };
-        let Some(next) = world.next_event_time() else { break };
+        let Some(next) = world.next_event_time() else {
+            break;
+        };
         if next > limit {
             break;
         }

@@ -35,7 +35,13 @@ pub(super) fn build(world: &mut World, setup: &PunchSetup) -> Result<Topology, N
     let b = side(world, internet, &setup.b, 2, &mut rng, loss)?;
     let port_a = port(&mut rng);
     let port_b = port(&mut rng);
-    Ok(Topology { relay, a, b, port_a, port_b })
+    Ok(Topology {
+        relay,
+        a,
+        b,
+        port_a,
+        port_b,
+    })
 }
 
 /// Builds a chain, outermost NAT first, and the host inside it. `side` numbers the
@@ -48,11 +54,17 @@ fn side(
     rng: &mut SimRng,
     loss: f64,
 ) -> Result<HostId, NetError> {
-    let public = if side == 1 { [198, 51, 100] } else { [192, 0, 2] };
+    let public = if side == 1 {
+        [198, 51, 100]
+    } else {
+        [192, 0, 2]
+    };
     let wan = LinkParams::new(ms(rng.range_inclusive(10, 40)))
         .with_jitter(Duration::from_micros(rng.range_inclusive(0, 2000)))
         .with_loss_percent(loss);
-    let lan = LinkParams::new(ms(1)).with_jitter(Duration::from_micros(200)).with_loss_percent(loss);
+    let lan = LinkParams::new(ms(1))
+        .with_jitter(Duration::from_micros(200))
+        .with_loss_percent(loss);
     let mut network = internet;
     for (depth, config) in chain.iter().rev().enumerate() {
         let (addr, link) = if depth == 0 {

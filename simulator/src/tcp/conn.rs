@@ -43,7 +43,9 @@ struct Sent {
 
 impl Sent {
     fn end(&self) -> u32 {
-        self.seq.wrapping_add(len32(&self.data)).wrapping_add(u32::from(self.fin))
+        self.seq
+            .wrapping_add(len32(&self.data))
+            .wrapping_add(u32::from(self.fin))
     }
 }
 
@@ -199,7 +201,10 @@ impl Conn {
 
     /// Resets the connection: sends RST when the peer knows of it, reports nothing.
     pub(crate) fn abort(&mut self, out: &mut Output) {
-        if !matches!(self.state, TcpState::SynSent | TcpState::TimeWait | TcpState::Closed) {
+        if !matches!(
+            self.state,
+            TcpState::SynSent | TcpState::TimeWait | TcpState::Closed
+        ) {
             self.send_control(TcpFlags::RST, self.snd_nxt, out);
         }
         self.discard();
@@ -303,7 +308,7 @@ impl Conn {
             }
             return;
         }
-        if !self.rtx_at.is_some_and(|t| t <= now) {
+        if self.rtx_at.is_none_or(|t| t > now) {
             return;
         }
         match self.state {
@@ -334,11 +339,17 @@ impl Conn {
                 self.back_off(cfg);
                 // Go-Back-N: everything unacknowledged goes again.
                 for i in 0..self.in_flight.len() {
-                    let Some(sent) = self.in_flight.get_mut(i) else { break };
+                    let Some(sent) = self.in_flight.get_mut(i) else {
+                        break;
+                    };
                     sent.retransmitted = true;
                     sent.sent_at = now;
                     let (seq, data, fin) = (sent.seq, sent.data.clone(), sent.fin);
-                    let flags = if fin { TcpFlags::ACK | TcpFlags::FIN } else { TcpFlags::ACK };
+                    let flags = if fin {
+                        TcpFlags::ACK | TcpFlags::FIN
+                    } else {
+                        TcpFlags::ACK
+                    };
                     out.packets.push(self.packet(flags, seq, data));
                 }
                 self.rtx_at = Some(now + self.rto);
@@ -393,18 +404,29 @@ impl Conn {
     }
 
     /// Data and FIN of an acceptable segment; whether an ACK is due.
-    fn on_payload(&mut self, now: SimTime, seg: &TcpSegment, cfg: &TcpConfig, out: &mut Output) -> bool {
+    fn on_payload(
+        &mut self,
+        now: SimTime,
+        seg: &TcpSegment,
+        cfg: &TcpConfig,
+        out: &mut Output,
+    ) -> bool {
         let mut need_ack = false;
         let len = len32(&seg.payload);
-        let receiving =
-            matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+        let receiving = matches!(
+            self.state,
+            TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2
+        );
         if len > 0 && receiving {
             let end = seg.seq.wrapping_add(len);
             if seq::le(seg.seq, self.rcv_nxt) && seq::gt(end, self.rcv_nxt) {
                 let skip = self.rcv_nxt.wrapping_sub(seg.seq) as usize;
                 let bytes = seg.payload.slice(skip..);
                 self.rcv_nxt = end;
-                out.events.push(TcpEvent::Data { conn: self.id, bytes });
+                out.events.push(TcpEvent::Data {
+                    conn: self.id,
+                    bytes,
+                });
             }
             need_ack = true;
         }
@@ -461,7 +483,11 @@ impl Conn {
             self.sample_rtt(r);
         }
         self.rto = self.computed_rto(cfg);
-        self.rtx_at = if self.in_flight.is_empty() { None } else { Some(now + self.rto) };
+        self.rtx_at = if self.in_flight.is_empty() {
+            None
+        } else {
+            Some(now + self.rto)
+        };
     }
 
     fn establish(&mut self, now: SimTime, out: &mut Output) {
@@ -474,8 +500,16 @@ impl Conn {
         self.announced = true;
         let (conn, local, remote) = (self.id, self.local, self.remote);
         out.events.push(match self.origin {
-            Origin::Active => TcpEvent::Connected { conn, local, remote },
-            Origin::Passive => TcpEvent::Accepted { conn, local, remote },
+            Origin::Active => TcpEvent::Connected {
+                conn,
+                local,
+                remote,
+            },
+            Origin::Passive => TcpEvent::Accepted {
+                conn,
+                local,
+                remote,
+            },
         });
         self.push_data(now, out);
     }
@@ -500,7 +534,8 @@ impl Conn {
                 front.split_to(room)
             };
             let seq = self.snd_nxt;
-            out.packets.push(self.packet(TcpFlags::ACK, seq, chunk.clone()));
+            out.packets
+                .push(self.packet(TcpFlags::ACK, seq, chunk.clone()));
             self.snd_nxt = seq.wrapping_add(len32(&chunk));
             self.in_flight.push_back(Sent {
                 seq,
@@ -512,7 +547,8 @@ impl Conn {
         }
         if self.close_requested && !self.fin_sent && self.unsent.is_empty() {
             let seq = self.snd_nxt;
-            out.packets.push(self.packet(TcpFlags::ACK | TcpFlags::FIN, seq, Bytes::new()));
+            out.packets
+                .push(self.packet(TcpFlags::ACK | TcpFlags::FIN, seq, Bytes::new()));
             self.snd_nxt = seq.wrapping_add(1);
             self.fin_sent = true;
             self.in_flight.push_back(Sent {
@@ -537,13 +573,19 @@ impl Conn {
         self.rtx_at = None;
         self.in_flight.clear();
         self.linger_at = Some(now + cfg.time_wait);
-        out.events.push(TcpEvent::Closed { conn: self.id, reason: CloseReason::Fin });
+        out.events.push(TcpEvent::Closed {
+            conn: self.id,
+            reason: CloseReason::Fin,
+        });
     }
 
     /// Ends the connection and reports it, if the application knows of it.
     fn finish(&mut self, reason: CloseReason, out: &mut Output) {
         if self.announced || self.origin == Origin::Active {
-            out.events.push(TcpEvent::Closed { conn: self.id, reason });
+            out.events.push(TcpEvent::Closed {
+                conn: self.id,
+                reason,
+            });
         }
         self.discard();
     }
@@ -586,12 +628,15 @@ impl Conn {
     fn computed_rto(&self, cfg: &TcpConfig) -> Duration {
         match self.rtt {
             None => cfg.initial_rto,
-            Some((srtt, rttvar)) => (srtt + rttvar * 4).clamp(cfg.min_rto, cfg.max_rto.max(cfg.min_rto)),
+            Some((srtt, rttvar)) => {
+                (srtt + rttvar * 4).clamp(cfg.min_rto, cfg.max_rto.max(cfg.min_rto))
+            }
         }
     }
 
     fn send_ack(&self, out: &mut Output) {
-        out.packets.push(self.packet(TcpFlags::ACK, self.snd_nxt, Bytes::new()));
+        out.packets
+            .push(self.packet(TcpFlags::ACK, self.snd_nxt, Bytes::new()));
     }
 
     fn send_control(&self, flags: TcpFlags, seq: u32, out: &mut Output) {
@@ -600,7 +645,13 @@ impl Conn {
 
     fn packet(&self, flags: TcpFlags, seq: u32, payload: Bytes) -> Packet {
         let ack = if flags.ack() { self.rcv_nxt } else { 0 };
-        let segment = TcpSegment { flags, seq, ack, window: self.window, payload };
+        let segment = TcpSegment {
+            flags,
+            seq,
+            ack,
+            window: self.window,
+            payload,
+        };
         Packet::tcp(self.local, self.remote, segment)
     }
 }

@@ -74,7 +74,12 @@ impl Add<Duration> for SimTime {
 
 impl fmt::Display for SimTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -85,7 +90,10 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         assert_eq!(SimTime::MAX + Duration::from_secs(1), SimTime::MAX);
-        assert_eq!(SimTime::ZERO.saturating_since(SimTime::from_secs(1)), Duration::ZERO);
+        assert_eq!(
+            SimTime::ZERO.saturating_since(SimTime::from_secs(1)),
+            Duration::ZERO
+        );
         assert_eq!(
             SimTime::from_millis(1500).saturating_since(SimTime::from_secs(1)),
             Duration::from_millis(500)

@@ -18,13 +18,21 @@ impl World {
     /// A new, empty network segment (e.g. the Internet, or a LAN).
     pub fn add_network(&mut self) -> NetworkId {
         let id = NetworkId(self.networks.len() as u32);
-        self.networks.push(Network { members: BTreeMap::new(), gateway: None });
+        self.networks.push(Network {
+            members: BTreeMap::new(),
+            gateway: None,
+        });
         id
     }
 
     /// A host with address `addr` on `network`, attached by a link with `link`
     /// properties. The host is up, with no sockets.
-    pub fn add_host(&mut self, network: NetworkId, addr: Ipv4Addr, link: LinkParams) -> Result<HostId, NetError> {
+    pub fn add_host(
+        &mut self,
+        network: NetworkId,
+        addr: Ipv4Addr,
+        link: LinkParams,
+    ) -> Result<HostId, NetError> {
         self.check_free(network, addr)?;
         let id = HostId(self.hosts.len() as u32);
         let link_id = self.attach(network, Attachment::Host(id), link);
@@ -32,7 +40,13 @@ impl World {
             net.members.insert(addr, link_id);
         }
         let stack = self.new_stack(id, 0, addr);
-        self.hosts.push(Host { addr, link: link_id, life: Life::Up, incarnation: 0, stack: Some(stack) });
+        self.hosts.push(Host {
+            addr,
+            link: link_id,
+            life: Life::Up,
+            incarnation: 0,
+            stack: Some(stack),
+        });
         Ok(id)
     }
 
@@ -54,11 +68,19 @@ impl World {
             net.members.insert(public_ip, outside_link);
         }
         let inside_network = self.add_network();
-        let inside_link = self.attach(inside_network, Attachment::NatInside(id), LinkParams::instant());
+        let inside_link = self.attach(
+            inside_network,
+            Attachment::NatInside(id),
+            LinkParams::instant(),
+        );
         if let Some(net) = self.networks.get_mut(inside_network.0 as usize) {
             net.gateway = Some(inside_link);
         }
-        let table = NatTable::new(config, public_ip, mix(self.seed, NAT_SALT | u64::from(id.0), 0));
+        let table = NatTable::new(
+            config,
+            public_ip,
+            mix(self.seed, NAT_SALT | u64::from(id.0), 0),
+        );
         self.nats.push(Nat {
             public_ip,
             config,
@@ -115,19 +137,30 @@ impl World {
 
     /// Takes a link down (losing everything in flight on it) or brings it up.
     pub fn set_link_up(&mut self, link: LinkId, up: bool) -> Result<(), NetError> {
-        let l = self.links.get_mut(link.0 as usize).ok_or(NetError::UnknownLink(link))?;
+        let l = self
+            .links
+            .get_mut(link.0 as usize)
+            .ok_or(NetError::UnknownLink(link))?;
         l.state.set_up(up);
         Ok(())
     }
 
     /// Whether a link is up.
     pub fn link_is_up(&self, link: LinkId) -> Result<bool, NetError> {
-        Ok(self.links.get(link.0 as usize).ok_or(NetError::UnknownLink(link))?.state.up)
+        Ok(self
+            .links
+            .get(link.0 as usize)
+            .ok_or(NetError::UnknownLink(link))?
+            .state
+            .up)
     }
 
     /// Changes a link's properties; packets already in flight keep their timing.
     pub fn set_link_params(&mut self, link: LinkId, params: LinkParams) -> Result<(), NetError> {
-        let l = self.links.get_mut(link.0 as usize).ok_or(NetError::UnknownLink(link))?;
+        let l = self
+            .links
+            .get_mut(link.0 as usize)
+            .ok_or(NetError::UnknownLink(link))?;
         l.state.params = params;
         Ok(())
     }
@@ -179,7 +212,11 @@ impl World {
             n.life = Life::Crashed;
             n.incarnation = n.incarnation.wrapping_add(1);
             let salt = NAT_SALT | u64::from(nat.0);
-            n.table = NatTable::new(n.config, n.public_ip, mix(seed, salt, u64::from(n.incarnation)));
+            n.table = NatTable::new(
+                n.config,
+                n.public_ip,
+                mix(seed, salt, u64::from(n.incarnation)),
+            );
             n.model.reset();
         }
         Ok(())
@@ -200,7 +237,8 @@ impl World {
         self.crash_nat(nat)?;
         let n = self.nat_mut(nat)?;
         n.life = Life::Removed;
-        let (outside, inside, public_ip, inside_network) = (n.outside, n.inside, n.public_ip, n.inside_network);
+        let (outside, inside, public_ip, inside_network) =
+            (n.outside, n.inside, n.public_ip, n.inside_network);
         self.detach(outside, public_ip);
         if let Some(l) = self.links.get_mut(inside.0 as usize) {
             l.attached = false;
@@ -226,7 +264,10 @@ impl World {
     }
 
     fn nat(&self, nat: NatId) -> Result<&Nat, NetError> {
-        self.nats.get(nat.0 as usize).filter(|n| n.life != Life::Removed).ok_or(NetError::UnknownNat(nat))
+        self.nats
+            .get(nat.0 as usize)
+            .filter(|n| n.life != Life::Removed)
+            .ok_or(NetError::UnknownNat(nat))
     }
 
     fn nat_mut(&mut self, nat: NatId) -> Result<&mut Nat, NetError> {
@@ -237,12 +278,19 @@ impl World {
     }
 
     fn new_stack(&self, host: HostId, incarnation: u32, addr: Ipv4Addr) -> Stack {
-        let rng = SimRng::new(mix(self.seed, HOST_SALT | u64::from(host.0), u64::from(incarnation)));
+        let rng = SimRng::new(mix(
+            self.seed,
+            HOST_SALT | u64::from(host.0),
+            u64::from(incarnation),
+        ));
         Stack::new(host, incarnation, addr, rng, self.config.tcp)
     }
 
     fn check_free(&self, network: NetworkId, addr: Ipv4Addr) -> Result<(), NetError> {
-        let net = self.networks.get(network.0 as usize).ok_or(NetError::UnknownNetwork(network))?;
+        let net = self
+            .networks
+            .get(network.0 as usize)
+            .ok_or(NetError::UnknownNetwork(network))?;
         if addr.is_unspecified() || addr.is_broadcast() || net.members.contains_key(&addr) {
             return Err(NetError::AddressInUse { network, addr });
         }
@@ -251,12 +299,19 @@ impl World {
 
     fn attach(&mut self, network: NetworkId, attachment: Attachment, params: LinkParams) -> LinkId {
         let id = LinkId(self.links.len() as u32);
-        self.links.push(Link { network, attachment, attached: true, state: LinkState::new(params) });
+        self.links.push(Link {
+            network,
+            attachment,
+            attached: true,
+            state: LinkState::new(params),
+        });
         id
     }
 
     fn detach(&mut self, link: LinkId, addr: Ipv4Addr) {
-        let Some(l) = self.links.get_mut(link.0 as usize) else { return };
+        let Some(l) = self.links.get_mut(link.0 as usize) else {
+            return;
+        };
         l.attached = false;
         let network = l.network;
         if let Some(net) = self.networks.get_mut(network.0 as usize)

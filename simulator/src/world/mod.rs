@@ -44,7 +44,11 @@ pub struct WorldConfig {
 
 impl Default for WorldConfig {
     fn default() -> Self {
-        Self { tcp: TcpConfig::default(), check_nats: true, keep_trace: false }
+        Self {
+            tcp: TcpConfig::default(),
+            check_nats: true,
+            keep_trace: false,
+        }
     }
 }
 
@@ -87,11 +91,21 @@ pub struct World {
 #[derive(Debug)]
 enum Event {
     /// A packet reached the far end of a link.
-    Arrive { link: LinkId, dir: Direction, epoch: u32, packet: Packet },
+    Arrive {
+        link: LinkId,
+        dir: Direction,
+        epoch: u32,
+        packet: Packet,
+    },
     /// A TCP connection's timer.
     ConnTimer { conn: ConnId },
     /// An application timer.
-    AppTimer { host: HostId, incarnation: u32, id: TimerId, token: u64 },
+    AppTimer {
+        host: HostId,
+        incarnation: u32,
+        id: TimerId,
+        token: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -220,7 +234,11 @@ impl World {
             }
             if let Err(detail) = nat.table.check_consistency() {
                 let nat = NatId(i as u32);
-                return Err(Violation::Table { nat, at: self.now, detail });
+                return Err(Violation::Table {
+                    nat,
+                    at: self.now,
+                    detail,
+                });
             }
         }
         Ok(())

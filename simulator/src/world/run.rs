@@ -23,7 +23,12 @@ struct Header {
 
 impl Header {
     fn of(p: &Packet) -> Self {
-        Self { src: p.src, dst: p.dst, protocol: p.protocol(), flags: p.tcp_segment().map(|s| s.flags) }
+        Self {
+            src: p.src,
+            dst: p.dst,
+            protocol: p.protocol(),
+            flags: p.tcp_segment().map(|s| s.flags),
+        }
     }
 }
 
@@ -39,7 +44,12 @@ impl World {
         self.now = self.now.max(at);
         self.stats.events += 1;
         match event {
-            Event::Arrive { link, dir, epoch, packet } => self.on_arrive(link, dir, epoch, packet),
+            Event::Arrive {
+                link,
+                dir,
+                epoch,
+                packet,
+            } => self.on_arrive(link, dir, epoch, packet),
             Event::ConnTimer { conn } => {
                 let host = conn.host();
                 let now = self.now;
@@ -48,8 +58,15 @@ impl World {
                     Ok(())
                 });
             }
-            Event::AppTimer { host, incarnation, id, token } => {
-                let live = self.host(host).is_ok_and(|h| h.life == Life::Up && h.incarnation == incarnation);
+            Event::AppTimer {
+                host,
+                incarnation,
+                id,
+                token,
+            } => {
+                let live = self
+                    .host(host)
+                    .is_ok_and(|h| h.life == Life::Up && h.incarnation == incarnation);
                 if self.pending_timers.remove(&id) && live {
                     self.emit(host, HostEvent::Timer { id, token });
                 }
@@ -91,16 +108,31 @@ impl World {
                 let epoch = l.state.epoch;
                 self.stats.transmitted += 1;
                 let toward_network = dir == Direction::Up;
-                let event = TraceEvent::Transmitted { link, toward_network, arrival, packet: packet.clone() };
+                let event = TraceEvent::Transmitted {
+                    link,
+                    toward_network,
+                    arrival,
+                    packet: packet.clone(),
+                };
                 self.trace.record(now, event);
-                self.queue.push(arrival, Event::Arrive { link, dir, epoch, packet });
+                self.queue.push(
+                    arrival,
+                    Event::Arrive {
+                        link,
+                        dir,
+                        epoch,
+                        packet,
+                    },
+                );
             }
             Err(reason) => self.drop_packet(reason, packet),
         }
     }
 
     fn on_arrive(&mut self, link: LinkId, dir: Direction, epoch: u32, packet: Packet) {
-        let Some(l) = self.links.get(link.0 as usize) else { return };
+        let Some(l) = self.links.get(link.0 as usize) else {
+            return;
+        };
         if !l.attached || !l.state.up || l.state.epoch != epoch {
             return self.drop_packet(DropReason::LinkDown, packet);
         }
@@ -116,7 +148,9 @@ impl World {
     /// A packet on a network goes to the member with its destination address, else to
     /// the gateway (unless it came from there).
     fn route(&mut self, network: NetworkId, from: LinkId, packet: Packet) {
-        let Some(net) = self.networks.get(network.0 as usize) else { return };
+        let Some(net) = self.networks.get(network.0 as usize) else {
+            return;
+        };
         let target = match net.members.get(packet.dst.ip()) {
             Some(&member) => Some(member),
             None => net.gateway.filter(|&g| g != from),
@@ -142,25 +176,36 @@ impl World {
     fn cross_nat(&mut self, nat_id: NatId, from_inside: bool, packet: Packet) {
         let now = self.now;
         let check = self.config.check_nats;
-        let Some(nat) = self.nats.get_mut(nat_id.0 as usize) else { return };
+        let Some(nat) = self.nats.get_mut(nat_id.0 as usize) else {
+            return;
+        };
         if nat.life != Life::Up {
             return self.drop_packet(DropReason::NatDown, packet);
         }
         let before = Header::of(&packet);
-        let action = if from_inside { nat.table.outbound(now, packet) } else { nat.table.inbound(now, packet) };
+        let action = if from_inside {
+            nat.table.outbound(now, packet)
+        } else {
+            nat.table.inbound(now, packet)
+        };
         let (outside, inside) = (nat.outside, nat.inside);
         let mut verdict = Ok(());
         if check && let Some(protocol) = before.protocol {
             verdict = match (&action, from_inside) {
                 (NatAction::ToOutside(p), true) => {
-                    nat.model.outbound(now, protocol, before.src, p.src, before.dst, before.flags)
+                    nat.model
+                        .outbound(now, protocol, before.src, p.src, before.dst, before.flags)
                 }
                 (NatAction::ToInside(p), true) => nat
                     .model
                     .outbound(now, protocol, before.src, p.src, before.dst, before.flags)
-                    .and_then(|()| nat.model.inbound(now, protocol, p.src, before.dst, p.dst, before.flags)),
+                    .and_then(|()| {
+                        nat.model
+                            .inbound(now, protocol, p.src, before.dst, p.dst, before.flags)
+                    }),
                 (NatAction::ToInside(p), false) => {
-                    nat.model.inbound(now, protocol, before.src, before.dst, p.dst, before.flags)
+                    nat.model
+                        .inbound(now, protocol, before.src, before.dst, p.dst, before.flags)
                 }
                 _ => Ok(()),
             };
@@ -175,18 +220,31 @@ impl World {
                 self.stats.dropped += 1;
                 // The packet was consumed by the table; trace what it looked like.
                 let stub = Packet::udp(before.src, before.dst, bytes::Bytes::new());
-                self.trace.record(now, TraceEvent::Dropped { reason: DropReason::Nat(reason), packet: stub });
+                self.trace.record(
+                    now,
+                    TraceEvent::Dropped {
+                        reason: DropReason::Nat(reason),
+                        packet: stub,
+                    },
+                );
             }
         }
     }
 
     pub(super) fn drop_packet(&mut self, reason: DropReason, packet: Packet) {
         self.stats.dropped += 1;
-        self.trace.record(self.now, TraceEvent::Dropped { reason, packet });
+        self.trace
+            .record(self.now, TraceEvent::Dropped { reason, packet });
     }
 
     pub(super) fn emit(&mut self, host: HostId, event: HostEvent) {
-        self.trace.record(self.now, TraceEvent::Host { host, event: event.clone() });
+        self.trace.record(
+            self.now,
+            TraceEvent::Host {
+                host,
+                event: event.clone(),
+            },
+        );
         self.events.push_back((host, event));
     }
 
@@ -197,7 +255,10 @@ impl World {
         f: impl FnOnce(&mut crate::host::stack::Stack, &mut StackOutput) -> Result<T, crate::NetError>,
     ) -> Result<T, crate::NetError> {
         let mut out = std::mem::take(&mut self.scratch);
-        let h = self.hosts.get_mut(host.0 as usize).filter(|h| h.life != Life::Removed);
+        let h = self
+            .hosts
+            .get_mut(host.0 as usize)
+            .filter(|h| h.life != Life::Removed);
         let Some(h) = h else {
             self.scratch = out;
             return Err(crate::NetError::UnknownHost(host));
@@ -223,4 +284,3 @@ impl World {
         result
     }
 }
-

@@ -35,7 +35,9 @@ impl World {
         remote: SocketAddrV4,
     ) -> Result<ConnId, NetError> {
         let now = self.now;
-        self.stack_op(host, |stack, out| stack.connect(now, local_port, remote, out))
+        self.stack_op(host, |stack, out| {
+            stack.connect(now, local_port, remote, out)
+        })
     }
 
     /// Queues bytes on a connection.
@@ -89,7 +91,12 @@ impl World {
     /// Sets a timer on a host: at `at` (or now, if earlier) the host gets
     /// [`crate::HostEvent::Timer`] with `token`. A timer dies with its host's
     /// incarnation.
-    pub fn set_timer(&mut self, host: HostId, at: SimTime, token: u64) -> Result<TimerId, NetError> {
+    pub fn set_timer(
+        &mut self,
+        host: HostId,
+        at: SimTime,
+        token: u64,
+    ) -> Result<TimerId, NetError> {
         let h = self.host(host)?;
         if h.stack.is_none() {
             return Err(NetError::HostDown(host));
@@ -98,7 +105,15 @@ impl World {
         let id = TimerId(self.next_timer);
         self.next_timer += 1;
         self.pending_timers.insert(id);
-        self.queue.push(at.max(self.now), Event::AppTimer { host, incarnation, id, token });
+        self.queue.push(
+            at.max(self.now),
+            Event::AppTimer {
+                host,
+                incarnation,
+                id,
+                token,
+            },
+        );
         Ok(id)
     }
 

@@ -56,7 +56,11 @@ pub(crate) struct Trace {
 
 impl Trace {
     pub(crate) fn new(keep_log: bool) -> Self {
-        Self { hash: Fnv64::new(), log: keep_log.then(Vec::new), records: 0 }
+        Self {
+            hash: Fnv64::new(),
+            log: keep_log.then(Vec::new),
+            records: 0,
+        }
     }
 
     pub(crate) fn record(&mut self, at: SimTime, event: TraceEvent) {
