@@ -237,3 +237,29 @@ fn symmetric_against_full_cone_is_accepted_by_the_cone() {
     // A's observed port is not its punch port: symmetric NATs pick random ports.
     assert_ne!(outcome.observed_a.port(), outcome.observed_b.port());
 }
+
+#[test]
+fn the_undetermined_case_is_a_race() {
+    // Full cone against an address-and-port-dependent mapping with open filtering:
+    // both SYNs get through and both handshakes run at once (oracle rule 3).
+    let open_symmetric = NatConfig {
+        filtering: FilteringBehavior::EndpointIndependent,
+        ..NatConfig::symmetric()
+    };
+    let (a, b) = (vec![NatConfig::full_cone()], vec![open_symmetric]);
+    assert_eq!(predict(&a, &b, Transport::Tcp), Verdict::Undetermined);
+    let direct = |loss: f64| {
+        (0..100)
+            .filter(|&seed| {
+                let mut setup = PunchSetup::new(a.clone(), b.clone(), Transport::Tcp, seed);
+                setup.loss_percent = loss;
+                run(&setup).is_ok_and(|o| o.direct.is_some())
+            })
+            .count()
+    };
+    // Simultaneous and lossless, the handshakes reset each other; a lost SYN of the
+    // cone side lets its listener's handshake win.
+    assert_eq!(direct(0.0), 0);
+    let lossy = direct(10.0);
+    assert!(lossy > 0 && lossy < 100, "{lossy}");
+}

@@ -1,6 +1,6 @@
 //! Invariants the world is held to, and the reference model that checks NATs.
 //!
-//! Every packet a NAT translates is also shown to a [`NatModel`]: a second, simpler
+//! Every packet a NAT translates is also shown to a reference model: a second, simpler
 //! account of RFC 4787/5382 that knows only what crossed the NAT and when. It flags
 //! an inbound packet that crosses a filter it should not, or a mapping used after its
 //! lifetime without traffic, or mappings that break the configured mapping behaviour.

@@ -59,7 +59,9 @@
 //!      reaches A's sockets. If A admits it *and* B admits A's SYN (possible only when
 //!      B's non-EIM NATs filter endpoint-independently), both handshakes run at once
 //!      with four different ISNs and RSTs race each other: the outcome depends on
-//!      timing and the oracle says [`Verdict::Undetermined`].
+//!      timing and the oracle says [`Verdict::Undetermined`]. (Simultaneous and
+//!      lossless, the handshakes reset each other; when the stable side's SYN is lost,
+//!      its listener's handshake completes alone and the punch succeeds.)
 //! 4. **QUIC**: A's client accepts only packets from `OB`, and B answers from the punch
 //!    flow's mapping `B'`, so B must be stable. A's Initial, from `A'`, must then pass
 //!    B's chain (rule 2 with `S == OA` iff A is stable); B's answer to `A'` comes from
