@@ -183,6 +183,7 @@ impl World {
             return self.drop_packet(DropReason::NatDown, packet);
         }
         let before = Header::of(&packet);
+        let original = packet.clone();
         let action = if from_inside {
             nat.table.outbound(now, packet)
         } else {
@@ -216,18 +217,7 @@ impl World {
         match action {
             NatAction::ToOutside(p) => self.transmit(outside, Direction::Up, p),
             NatAction::ToInside(p) => self.transmit(inside, Direction::Up, p),
-            NatAction::Drop(reason) => {
-                self.stats.dropped += 1;
-                // The packet was consumed by the table; trace what it looked like.
-                let stub = Packet::udp(before.src, before.dst, bytes::Bytes::new());
-                self.trace.record(
-                    now,
-                    TraceEvent::Dropped {
-                        reason: DropReason::Nat(reason),
-                        packet: stub,
-                    },
-                );
-            }
+            NatAction::Drop(reason) => self.drop_packet(DropReason::Nat(reason), original),
         }
     }
 
