@@ -44,6 +44,7 @@ impl std::future::Future for YieldNow {
 enum SocketEvent {
     Accepted {
         socket: BoxSocket,
+        local: SocketAddr,
         remote: SocketAddr,
     },
     Connected {
@@ -129,9 +130,13 @@ pub(crate) fn start<R: Runtime>(
 async fn accept_loop(mut listener: Box<dyn Listener>, mut sockets: mpsc::Sender<SocketEvent>) {
     loop {
         match listener.accept().await {
-            Ok((socket, remote)) => {
+            Ok((socket, local, remote)) => {
                 if sockets
-                    .send(SocketEvent::Accepted { socket, remote })
+                    .send(SocketEvent::Accepted {
+                        socket,
+                        local,
+                        remote,
+                    })
                     .await
                     .is_err()
                 {
@@ -400,7 +405,11 @@ impl<R: Runtime> Driver<R> {
     fn on_socket(&mut self, event: SocketEvent) {
         let now = Instant::now();
         match event {
-            SocketEvent::Accepted { socket, remote } => match self.node.accept(now, remote) {
+            SocketEvent::Accepted {
+                socket,
+                local,
+                remote,
+            } => match self.node.accept(now, local, remote) {
                 Ok(conn) => self.attach(conn, socket),
                 Err(error) => tracing::info!(%remote, %error, "refused inbound connection"),
             },

@@ -41,14 +41,15 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
 /// A boxed socket.
 pub type BoxSocket = Box<dyn Socket>;
 
+/// An accepted connection: the socket, its local and its remote address.
+pub type Accepted = (BoxSocket, SocketAddr, SocketAddr);
+
 /// A bound TCP listener as a runtime provides it.
 pub trait Listener: Send + 'static {
     /// The bound address.
     fn local_addr(&self) -> io::Result<SocketAddr>;
-    /// Waits for the next connection: the socket and the remote address.
-    fn accept(
-        &mut self,
-    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>>;
+    /// Waits for the next connection: the socket, its local and its remote address.
+    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<Accepted>> + Send + '_>>;
 }
 
 /// What an async runtime supplies to the driver.
