@@ -158,14 +158,17 @@ impl Node {
             return Err(ReserveError::Address(relay_addr));
         };
         if let Some(&conn) = self.direct_connection(&relay) {
-            self.client.reservations.insert(
-                relay,
-                Reservation {
+            // Asking again renews a reservation we hold.
+            let r = self
+                .client
+                .reservations
+                .entry(relay)
+                .or_insert(Reservation {
                     conn,
                     active: None,
                     requesting: false,
-                },
-            );
+                });
+            r.conn = conn;
             self.request_reservation(now, relay);
         } else {
             let conn = self.dial_tcp(now, relay_addr)?;
@@ -797,7 +800,10 @@ impl Node {
                 Some(LimitKind::Data(Direction::DstToSrc))
             } else if r.limit.data.is_some_and(|d| r.bytes_out >= d) {
                 Some(LimitKind::Data(Direction::SrcToDst))
-            } else if r.limit.duration.is_some_and(|d| since(r.started, now) >= d) {
+            } else if r.limit.duration.is_some_and(|d| {
+                // The relay's clock started a round trip before ours: allow for it.
+                since(r.started, now) + (d / 10).min(Duration::from_secs(2)) >= d
+            }) {
                 Some(LimitKind::Duration)
             } else {
                 None

@@ -18,6 +18,8 @@ mod conn;
 mod events;
 mod relay;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
