@@ -142,6 +142,20 @@ impl Node {
         self.0.dial(addr).await
     }
 
+    /// Asks the relay at `addr` (ending in `/p2p/RELAY`) for a reservation, connecting
+    /// to it if needed; the node keeps it renewed.
+    pub async fn reserve(&self, addr: Multiaddr) -> Result<relay_runtime::Reservation, Error> {
+        self.0.reserve(addr).await
+    }
+
+    /// Runs `f` on the node inside its event loop and returns its result.
+    pub async fn with_node<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut relay_proto::Node, Instant) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.0.with_node(f).await
+    }
+
     /// Opens a stream to a connected peer with `protocol`.
     pub async fn open_stream(&self, peer: PeerId, protocol: &str) -> Result<Stream, Error> {
         Ok(Stream(self.0.open_stream(peer, protocol).await?.compat()))

@@ -43,7 +43,7 @@ use crate::rng::Rng;
 use addr::AddrError;
 use conn::{Conn, StreamRole, Transport};
 
-pub use client::{ClientConfig, ReservationLoss};
+pub use client::{ClientConfig, ReservationInfo, ReservationLoss, ReserveError};
 pub use conn::ConnectionInfo;
 pub use events::{CircuitEnd, Event};
 

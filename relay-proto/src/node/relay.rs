@@ -75,6 +75,61 @@ fn index(direction: Direction) -> usize {
 }
 
 impl Node {
+    /// Starts the relay service (the seed's `StartService`); replaces a running one's
+    /// settings only if it is stopped first.
+    pub fn start_relay(&mut self, config: RelayConfig) -> Result<(), ConfigError> {
+        if self.relay.is_none() {
+            self.relay = Some(RelayService::new(config)?);
+            self.shared.protocols.insert(crate::circuit::HOP_PROTOCOL);
+        }
+        Ok(())
+    }
+
+    /// Stops the relay service (the seed's `StopService`): hop requests are no longer
+    /// accepted, open circuits are reset and reservations dropped.
+    pub fn stop_relay(&mut self, now: Instant) {
+        let Some(relay) = self.relay.as_ref() else {
+            return;
+        };
+        let circuits: Vec<CircuitId> = relay.circuits.keys().copied().collect();
+        for circuit in circuits {
+            self.end_circuit(now, circuit, CircuitEnd::Reset);
+        }
+        if let Some(relay) = self.relay.take() {
+            for r in relay.policy.reservations() {
+                self.shared
+                    .emit(Event::RelayReservationEnded { peer: r.peer });
+            }
+        }
+        self.shared.protocols.remove(crate::circuit::HOP_PROTOCOL);
+        self.run(now);
+    }
+
+    /// Whether the relay service runs (the seed's "service not running" otherwise).
+    pub fn is_relay_running(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Enables or disables the relay transport: dialing through relays, reservations
+    /// and accepting relayed connections (the seed's `EnableRelay`/`DisableRelay`).
+    pub fn set_relay_transport(&mut self, enabled: bool) {
+        self.shared.config.client.enabled = enabled;
+        if enabled {
+            self.shared.protocols.insert(crate::circuit::STOP_PROTOCOL);
+        } else {
+            self.shared.protocols.remove(crate::circuit::STOP_PROTOCOL);
+        }
+    }
+
+    /// The relayed connections (the seed's `GetRelayConnections`).
+    pub fn relayed_connections(&self) -> Vec<(ConnectionId, super::ConnectionInfo)> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.transport.is_relayed() && c.peer.is_some())
+            .map(|(id, c)| (*id, c.info()))
+            .collect()
+    }
+
     /// Replaces the relay's ASN table (for per-ASN limits); no effect without the service.
     pub fn set_relay_asn_table(&mut self, table: Option<crate::hop::AsnTable>) {
         if let Some(relay) = &mut self.relay {
