@@ -95,23 +95,12 @@ pub enum Error {
 }
 
 /// Configures and starts a node.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Builder {
     keypair: Option<Keypair>,
     config: Config,
     listen: Vec<SocketAddr>,
     rng_seed: Option<[u8; 32]>,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Self {
-            keypair: None,
-            config: Config::default(),
-            listen: Vec::new(),
-            rng_seed: None,
-        }
-    }
 }
 
 impl Builder {
@@ -192,9 +181,12 @@ struct Shared {
 }
 
 /// Commands from handles and streams to the driver.
+/// A closure run on the node inside the driver.
+pub(crate) type NodeFn = Box<dyn FnOnce(&mut relay_proto::Node, Instant) + Send>;
+
 pub(crate) enum Command {
     /// Runs a closure on the node inside the driver.
-    Inspect(Box<dyn FnOnce(&mut relay_proto::Node, Instant) + Send>),
+    Inspect(NodeFn),
     Reserve {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<Reservation, Error>>,

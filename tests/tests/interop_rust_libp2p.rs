@@ -50,10 +50,10 @@ fn spawn_swarm(mut swarm: Swarm<Behaviour>) -> mpsc::UnboundedReceiver<Behaviour
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            if let SwarmEvent::Behaviour(event) = swarm.select_next_some().await {
-                if tx.send(event).is_err() {
-                    return;
-                }
+            if let SwarmEvent::Behaviour(event) = swarm.select_next_some().await
+                && tx.send(event).is_err()
+            {
+                return;
             }
         }
     });

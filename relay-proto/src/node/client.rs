@@ -601,10 +601,10 @@ impl Node {
             .filter(addr::is_dialable_direct)
             .map(|a| addr::relayed_listen_addr(&a, relay))
             .collect();
-        if addrs.is_empty() {
-            if let Some(c) = self.conns.get(&conn) {
-                addrs.push(addr::relayed_listen_addr(&c.remote_addr, relay));
-            }
+        if addrs.is_empty()
+            && let Some(c) = self.conns.get(&conn)
+        {
+            addrs.push(addr::relayed_listen_addr(&c.remote_addr, relay));
         }
         addrs.dedup();
         let remaining = Duration::from_secs(expire_unix.saturating_sub(self.unix_time(now)));
@@ -840,10 +840,10 @@ impl Node {
                 break;
             }
         }
-        if let Some(c) = self.conns.get_mut(&relayed) {
-            if let Transport::Relayed(r) = &mut c.transport {
-                r.outbox = outbox;
-            }
+        if let Some(c) = self.conns.get_mut(&relayed)
+            && let Transport::Relayed(r) = &mut c.transport
+        {
+            r.outbox = outbox;
         }
     }
 

@@ -235,11 +235,11 @@ impl Conn {
             return;
         }
         let Some(stream) = self.ping_stream else {
-            if !self.ping_opening {
-                if let Ok(stream) = self.conn.open_stream(vec![ping::PROTOCOL.to_owned()]) {
-                    self.streams.insert(stream, StreamRole::PingOut);
-                    self.ping_opening = true;
-                }
+            if !self.ping_opening
+                && let Ok(stream) = self.conn.open_stream(vec![ping::PROTOCOL.to_owned()])
+            {
+                self.streams.insert(stream, StreamRole::PingOut);
+                self.ping_opening = true;
             }
             return;
         };

@@ -164,6 +164,7 @@ pub enum Input<'a> {
 
 /// What the node asks of the runtime, or tells the application.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // outputs are drained at once; events are not boxed to save an allocation each
 pub enum Output {
     /// Write these bytes to the connection's socket, in order.
     Transmit {
@@ -711,11 +712,11 @@ impl Node {
 
     /// Queues a connection for [`Node::run`].
     fn mark(&mut self, id: ConnectionId) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            if !c.queued {
-                c.queued = true;
-                self.dirty.push_back(id);
-            }
+        if let Some(c) = self.conns.get_mut(&id)
+            && !c.queued
+        {
+            c.queued = true;
+            self.dirty.push_back(id);
         }
     }
 

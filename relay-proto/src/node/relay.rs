@@ -303,10 +303,10 @@ impl Node {
             .filter(|a| addr::is_dialable_direct(a))
             .cloned()
             .collect();
-        if addrs.is_empty() {
-            if let Some(local) = self.conns.get(&conn).and_then(|c| c.local_addr.clone()) {
-                addrs.push(local);
-            }
+        if addrs.is_empty()
+            && let Some(local) = self.conns.get(&conn).and_then(|c| c.local_addr.clone())
+        {
+            addrs.push(local);
         }
         addrs
             .into_iter()

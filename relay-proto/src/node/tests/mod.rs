@@ -17,9 +17,8 @@ use crate::identity::{PeerId, keypair_from_seed};
 use crate::map::Map;
 
 /// The base instant of a test.
-#[allow(clippy::disallowed_methods)] // the one clock read, in tests only
 pub(super) fn t0() -> Instant {
-    Instant::now()
+    crate::test_now()
 }
 
 #[derive(Debug)]
