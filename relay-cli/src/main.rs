@@ -4,6 +4,7 @@
 //! with an `"event"` field (see CONTRACT.md). Errors are one line on stderr and a
 //! non-zero exit status.
 
+mod config;
 mod identity;
 mod output;
 mod run;
