@@ -6,6 +6,7 @@
 
 mod config;
 mod identity;
+mod metrics;
 mod output;
 mod run;
 
