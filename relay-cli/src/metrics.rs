@@ -225,6 +225,7 @@ pub(crate) fn reason_label(reason: &RefusalReason) -> &'static str {
     }
 }
 
+/// The `direction` label of a circuit direction.
 fn direction_label(direction: Direction) -> &'static str {
     match direction {
         Direction::SrcToDst => "src_to_dst",
@@ -232,6 +233,7 @@ fn direction_label(direction: Direction) -> &'static str {
     }
 }
 
+/// The `direction` label of a connection: `inbound` or `outbound`.
 fn endpoint_label(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Dialer => "outbound",
@@ -239,48 +241,57 @@ fn endpoint_label(endpoint: Endpoint) -> &'static str {
     }
 }
 
+/// The circuit v2 status of a refusal.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
 }
 
+/// Why something ended or failed.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
 
+/// A refused request: `reserve` or `connect`, and the rule that refused it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     request: &'static str,
     reason: &'static str,
 }
 
+/// A direction of a circuit: `src_to_dst` or `dst_to_src`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     direction: &'static str,
 }
 
+/// A connection's direction (`inbound`, `outbound`) and transport.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
     direction: &'static str,
     transport: &'static str,
 }
 
+/// What a ban applies to: `peer` or `ip`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
 
+/// An AutoRelay change: `added` or `removed`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChangeLabels {
     change: &'static str,
 }
 
+/// The path of a ping: `direct` or `relayed`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PathLabels {
     path: &'static str,
 }
 
+/// Histograms by label, each created with the constructor function.
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric of a relay node, in one registry. Share it as `Arc<Metrics>`: every
@@ -320,11 +331,13 @@ pub(crate) struct Metrics {
     ping_rtt: HistogramFamily<PathLabels>,
 }
 
+/// Buckets for the bytes of one circuit in one direction.
 fn circuit_bytes_histogram() -> Histogram {
     // 1 KiB to 256 MiB.
     Histogram::new(exponential_buckets(1024.0, 4.0, 10))
 }
 
+/// Buckets for ping round trips.
 fn ping_rtt_histogram() -> Histogram {
     // 0.5 ms to about 4 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -676,6 +689,7 @@ impl Metrics {
         self.banned.set(saturating_i64(usage.banned));
     }
 
+    /// Counts a refusal by request and reason.
     fn refused(&self, request: &'static str, refusal: &Refusal) {
         self.refusals
             .get_or_create(&RefusalLabels {
@@ -814,6 +828,7 @@ fn dec_to_zero(gauge: &Gauge) {
     }
 }
 
+/// `n` as a gauge value.
 fn saturating_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

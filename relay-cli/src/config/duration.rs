@@ -220,6 +220,7 @@ impl<'de> Deserialize<'de> for GoDuration {
     }
 }
 
+/// Reads a duration from a string, or from the number 0.
 struct DurationVisitor;
 
 impl Visitor<'_> for DurationVisitor {

@@ -690,7 +690,7 @@ fn node_config_takes_the_node_settings() {
     assert_eq!(node.connection.yamux.max_streams, 64);
 }
 
-/// A scratch directory under the target dir, unique per test.
+/// A fresh scratch directory in the system's temporary directory, unique per test.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("relay-cli-config-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

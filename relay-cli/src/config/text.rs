@@ -32,6 +32,7 @@ pub(crate) mod list {
     }
 }
 
+/// Reads a sequence of text-parsed values; a null reads as an empty list.
 struct ListVisitor<T>(PhantomData<T>);
 
 impl<'de, T> Visitor<'de> for ListVisitor<T>

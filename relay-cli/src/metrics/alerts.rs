@@ -58,6 +58,7 @@ pub(crate) enum Alert {
 }
 
 impl Alert {
+    /// Its index in [`KINDS`].
     fn kind(&self) -> usize {
         match self {
             Self::CircuitLimit { .. } => 0,
@@ -87,6 +88,7 @@ impl fmt::Display for Alert {
     }
 }
 
+/// The names of the alerts, for logs.
 const KINDS: [&str; 3] = ["circuit limit", "bandwidth", "error rate"];
 
 /// Checks the thresholds against the metrics and logs when one is crossed.
@@ -99,6 +101,7 @@ pub(crate) struct Alerts {
     firing: [bool; 3],
 }
 
+/// The counters an interval's rates are measured from.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     at: Instant,

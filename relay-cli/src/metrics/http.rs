@@ -72,6 +72,8 @@ pub(crate) async fn serve_metrics<A: ToSocketAddrs>(
     Ok(MetricsServer { local_addr, task })
 }
 
+/// Accepts connections and answers each on its own task, at most [`MAX_CONNECTIONS`]
+/// at once.
 async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -117,9 +119,13 @@ async fn serve(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     stream.shutdown().await
 }
 
+/// How reading a request head ended.
 enum Head {
+    /// The head, up to and including its blank line.
     Complete(Vec<u8>),
+    /// More than [`MAX_REQUEST_HEAD`] bytes without a blank line.
     TooLarge,
+    /// The client closed or stalled first.
     Incomplete,
 }
 
@@ -179,6 +185,7 @@ pub(super) struct Response {
 }
 
 impl Response {
+    /// A short plain-text response with only a status.
     fn status(code: u16, reason: &'static str) -> Self {
         let body = format!("{code} {reason}\n").into_bytes();
         Self {
@@ -190,6 +197,7 @@ impl Response {
         }
     }
 
+    /// The response on the wire.
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
