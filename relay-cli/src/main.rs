@@ -4,8 +4,10 @@
 //! with an `"event"` field (see CONTRACT.md). Errors are one line on stderr and a
 //! non-zero exit status.
 
+mod config;
 mod events;
 mod identity;
+mod metrics;
 mod output;
 mod run;
 
