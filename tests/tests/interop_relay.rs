@@ -59,12 +59,10 @@ fn rust_client(key: Keypair) -> Swarm<Client> {
         .build()
 }
 
-fn spawn<B: NetworkBehaviour>(
-    mut swarm: Swarm<B>,
-) -> mpsc::UnboundedReceiver<SwarmEvent<B::ToSwarm>>
+fn spawn<B>(mut swarm: Swarm<B>) -> mpsc::UnboundedReceiver<SwarmEvent<B::ToSwarm>>
 where
+    B: NetworkBehaviour + Send + 'static,
     B::ToSwarm: Send + 'static,
-    B: Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {

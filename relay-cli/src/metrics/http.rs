@@ -40,6 +40,7 @@ pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
 /// A running metrics server. Dropping it leaves the server running until the runtime
 /// shuts down; [`shutdown`](Self::shutdown) stops it.
 #[derive(Debug)]
+#[allow(dead_code)] // local_addr and shutdown serve the tests
 pub(crate) struct MetricsServer {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
@@ -47,11 +48,13 @@ pub(crate) struct MetricsServer {
 
 impl MetricsServer {
     /// The address the server listens on (useful with port 0).
+    #[allow(dead_code)] // used by the tests
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// Stops accepting connections. Connections being answered finish on their own.
+    #[allow(dead_code)] // used by the tests
     pub(crate) fn shutdown(self) {
         self.task.abort();
     }

@@ -791,6 +791,8 @@ impl Node {
                 Event::ConnectionClosed {
                     conn: id,
                     peer,
+                    endpoint: c.endpoint,
+                    relayed: c.transport.is_relayed(),
                     error,
                 }
             }
