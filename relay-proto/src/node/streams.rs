@@ -71,6 +71,11 @@ impl Node {
         self.conns.get_mut(&s.conn)?.streams.remove(&s.stream)
     }
 
+    /// The role of a stream, in place.
+    pub(super) fn role_mut(&mut self, s: StreamRef) -> Option<&mut StreamRole> {
+        self.conns.get_mut(&s.conn)?.streams.get_mut(&s.stream)
+    }
+
     pub(super) fn put_role(&mut self, s: StreamRef, role: StreamRole) {
         if let Some(c) = self.conns.get_mut(&s.conn) {
             c.streams.insert(s.stream, role);

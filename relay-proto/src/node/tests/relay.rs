@@ -218,7 +218,15 @@ fn data_limit_resets_the_circuit_per_direction() {
         matches!(reason, CircuitEnd::Limit(LimitKind::Data(_))),
         "{reason:?}"
     );
-    assert!(bytes <= 64 * 1024, "relayed {bytes} bytes past the limit");
+    assert_eq!(bytes, 64 * 1024, "exactly the limit is relayed");
+    // The receiving side got exactly the limit before the reset, so it can say why.
+    assert!(net.events[1].iter().any(|e| matches!(
+        e,
+        Event::RelayedLimitReached {
+            kind: LimitKind::Data(_),
+            ..
+        }
+    )));
     assert!(
         net.events[2]
             .iter()
