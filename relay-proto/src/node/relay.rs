@@ -411,6 +411,9 @@ impl Node {
             );
             Some(StreamRef { conn, stream })
         });
+        if let Some(s) = opened {
+            self.arm_deadline(now, s, true);
+        }
         let relay = self.relay.as_mut()?;
         let Some(dst_stream) = opened else {
             relay.policy.circuit_closed(grant.id);
