@@ -5,6 +5,7 @@
 //! loopback; `relay-tokio` and `relay-async-std` call every one of them from their own
 //! test files, so both runtimes are held to the same behaviour.
 
+pub mod natlab;
 pub mod suite;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
