@@ -522,3 +522,26 @@ fn hint(error: LabError, hint: &str) -> LabError {
 pub fn namespaces_of(lab_id: &str) -> Vec<String> {
     netns::existing(&format!("{lab_id}-"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lab_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn sent<T: Send>() {}
+        shared::<Lab>();
+        shared::<Reflector>();
+        sent::<Process>();
+    }
+
+    #[test]
+    fn the_default_is_the_issues_delays() {
+        let d = Lab::builder().delays;
+        assert_eq!(d, Delays::TYPICAL);
+        assert_eq!(d.router_round_trip(), Duration::from_millis(100));
+        assert_eq!(d.relay, Duration::from_millis(25));
+        assert!(Delays::NONE.is_none());
+    }
+}
