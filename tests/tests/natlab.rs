@@ -52,6 +52,14 @@ fn every_preset_comes_up_and_leaves_nothing_behind() {
                 .unwrap_or_else(|e| panic!("{nat}: {host} reaches the observer: {e}"));
             assert_eq!(*seen.ip(), lab.public_addr(host), "{nat}: {host}");
         }
+        // A thread inside the relay's namespace owns the relay's address.
+        let relay_addr = lab.addr(Host::Relay);
+        let bound = lab
+            .thread_in(Host::Relay, move || {
+                UdpSocket::bind((relay_addr, 0)).is_ok()
+            })
+            .expect("thread in the relay's namespace");
+        assert!(bound.join().expect("thread"), "{nat}: bind {relay_addr}");
         let mut sleeper = lab.spawn(Host::B, "sleep", ["600"]).expect("spawn sleep");
         assert!(
             sleeper.wait(Duration::from_millis(50)).is_err(),

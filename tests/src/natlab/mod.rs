@@ -17,7 +17,8 @@
 //!   removes namespaces left behind by a test process that no longer exists.
 //! - [`Lab::spawn`] runs a program in a host's namespace and captures its JSON event
 //!   lines ([`Process::wait_event`]); [`relay_binary`] finds or builds `relay`.
-//! - [`Lab::run_in`] runs a closure on a thread inside a namespace. Sockets keep the
+//! - [`Lab::run_in`] runs a closure on a thread inside a namespace ([`Lab::thread_in`]
+//!   starts a long-lived one, e.g. for an in-process libp2p peer). Sockets keep the
 //!   namespace they were made in, so [`Lab::udp_socket`], [`Lab::tcp_socket`] and
 //!   [`Lab::tcp_listener`] return sockets the test then uses from any thread.
 //! - [`Lab::reflector`] and [`Lab::observed_addr`] show the address and port a NAT maps
@@ -54,6 +55,7 @@ mod topology;
 use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use binary::relay_binary;
@@ -111,7 +113,7 @@ impl LabBuilder {
             spawner: Spawner::start()?,
             namespaces,
         };
-        lab.build_with(self)
+        lab.build_with()
     }
 }
 
@@ -238,6 +240,38 @@ impl Lab {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
+    }
+
+    /// Starts a long-lived thread inside `host`'s namespace, e.g. for an in-process
+    /// libp2p peer: threads it starts (a tokio runtime's workers) inherit the namespace.
+    /// The thread is not stopped by the lab; make `f` return before dropping the lab.
+    pub fn thread_in<T, F>(&self, host: Host, f: F) -> Result<JoinHandle<T>, LabError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let ns = self.namespace(host);
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("natlab-{}", host.name()))
+            .spawn(move || {
+                let entered = netns::enter(&ns);
+                let ok = entered.is_ok();
+                let _ = entered_tx.send(entered);
+                // Never run `f` outside the namespace; the caller got the error.
+                if !ok {
+                    std::panic::resume_unwind(Box::new("natlab: setns failed"));
+                }
+                f()
+            })
+            .map_err(|e| LabError::io("spawn a thread", e))?;
+        match entered_rx.recv() {
+            Ok(Ok(())) => Ok(thread),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(LabError::Invalid(format!(
+                "the thread for {host} ended before entering its namespace"
+            ))),
+        }
     }
 
     /// Runs a command to completion inside `host`'s namespace (e.g. `nft list ruleset`
@@ -379,7 +413,8 @@ impl Lab {
     }
 
     /// Sets up links, forwarding, NAT and delays; on error `self` drops and cleans up.
-    fn build_with(mut self, config: LabBuilder) -> Result<Lab, LabError> {
+    fn build_with(mut self) -> Result<Lab, LabError> {
+        let config = self.config;
         for link in &LINKS {
             let outer = self.namespace(link.outer);
             let inner = self.namespace(link.inner);
