@@ -3,10 +3,20 @@
 //! (nftables), and latency added with NFQUEUE.
 //!
 //! ```text
-//!   A ── router-a ──┐                  (see topology.rs for the address plan)
-//!                   ├── internet ── relay    10.77.1.2
-//!   B ── router-b ──┘            └─ observer 10.77.4.2
+//!   A 172.31.77.2 ── lan 172.31.77.1  router-a  wan 10.77.2.2 ──┐
+//!                                                               │ 10.77.2.1
+//!   B 172.31.77.18 ─ lan 172.31.77.17 router-b  wan 10.77.3.2 ──┤ 10.77.3.1
+//!                                                            internet
+//!   relay 10.77.1.2 ───────────────────────────────────────────┤ 10.77.1.1
+//!   observer 10.77.4.2 ────────────────────────────────────────┘ 10.77.4.1
 //! ```
+//!
+//! Every link is a veth pair with a /24 on the public side and a /28 on each LAN. The
+//! `internet` namespace routes between its links and knows no route to the LANs, so a
+//! private address is unreachable from outside, as on the real internet. Each host's
+//! default route points at the other end of its (first) link. The addresses exist only
+//! inside the lab's own namespaces; every lab uses the same plan because each has its
+//! own namespaces.
 //!
 //! - [`Lab::new`] (or [`Lab::builder`]) creates the namespaces, veth links, addresses,
 //!   default routes and forwarding, loads each router's [`Nat`] preset (see [`Nat`] for

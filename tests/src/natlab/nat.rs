@@ -1,40 +1,4 @@
 //! The NAT presets and the nftables rulesets that realise them on a router.
-//!
-//! Every preset shares the same firewall: the router's `forward` and `input` chains
-//! drop by default and accept only what conntrack knows (`established,related`) and what
-//! comes from the LAN, so an unsolicited packet from the internet is dropped silently
-//! (no RST, no ICMP), as home routers do. The presets differ in how the source is
-//! rewritten and in what inbound traffic they let through:
-//!
-//! | preset | mapping (RFC 4787) | filtering | rules |
-//! |---|---|---|---|
-//! | [`Nat::PortRestricted`] | endpoint independent, port preserving | address and port dependent | `masquerade` |
-//! | [`Nat::FullCone`] | endpoint independent, port preserving | endpoint independent | `masquerade` + a dynamic map of live mappings that inbound packets are DNATed through |
-//! | [`Nat::Symmetric`] | address and port dependent, random ports | address and port dependent | `masquerade fully-random` |
-//!
-//! What Linux does, measured in this lab (`tests/tests/natlab.rs` asserts it):
-//! - Plain `masquerade` keeps the source port whenever the resulting 5-tuple is unused,
-//!   and with one host per LAN it always is, so a socket bound to port P appears as
-//!   `wan:P` to every destination: endpoint-independent mapping in effect. Strictly the
-//!   mapping is per conntrack entry (two LAN hosts using the same port towards different
-//!   destinations would both get P), which RFC 4787 would not call independent; with
-//!   one host it is indistinguishable.
-//! - Conntrack lets in only packets that match an entry exactly (the reply tuple), so
-//!   filtering is address-and-port dependent: after A sends to `relay:3478`, a packet
-//!   from `relay:3479` or from the observer is dropped.
-//! - `fully-random` picks a fresh random port for every new conntrack entry (every
-//!   destination address and port), and never preserves the source port.
-//! - Full cone has no native nftables statement (the out-of-tree `fullcone` module is not
-//!   in Debian kernels), so it is emulated: after `masquerade`, a filter chain at
-//!   `srcnat + 10` records each outbound flow's public port and LAN port in the dynamic
-//!   maps `cone_udp`/`cone_tcp` (refreshed by every outbound packet; elements expire
-//!   after 120 s for UDP and 7440 s for TCP, RFC 4787 REQ-5 and RFC 5382 REQ-5), and a
-//!   `dstnat` chain sends any inbound packet to a recorded public port to the LAN host's
-//!   recorded port. Ports nobody mapped stay closed.
-//!
-//! No preset hairpins (A cannot reach its own router's public address). Conntrack's
-//! default timeouts apply to the mappings of `masquerade` (UDP 30 s unreplied, 120 s
-//! once replied).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -42,6 +6,42 @@ use std::net::Ipv4Addr;
 use super::topology::{LAN_IF, WAN_IF};
 
 /// A NAT preset for one router.
+///
+/// Every preset shares the same firewall: the router's `forward` and `input` chains
+/// drop by default and accept only what conntrack knows (`established,related`) and what
+/// comes from the LAN, so an unsolicited packet from the internet is dropped silently
+/// (no RST, no ICMP), as home routers do. The presets differ in how the source is
+/// rewritten and in what inbound traffic they let through:
+///
+/// | preset | mapping (RFC 4787) | filtering | rules |
+/// |---|---|---|---|
+/// | [`Nat::PortRestricted`] | endpoint independent, port preserving | address and port dependent | `masquerade` |
+/// | [`Nat::FullCone`] | endpoint independent, port preserving | endpoint independent | `masquerade` + a dynamic map of live mappings that inbound packets are DNATed through |
+/// | [`Nat::Symmetric`] | address and port dependent, random ports | address and port dependent | `masquerade fully-random` |
+///
+/// What Linux does, measured in this lab (`tests/tests/natlab.rs` asserts it):
+/// - Plain `masquerade` keeps the source port whenever the resulting 5-tuple is unused,
+///   and with one host per LAN it always is, so a socket bound to port P appears as
+///   `wan:P` to every destination: endpoint-independent mapping in effect. Strictly the
+///   mapping is per conntrack entry (two LAN hosts using the same port towards different
+///   destinations would both get P), which RFC 4787 would not call independent; with
+///   one host it is indistinguishable.
+/// - Conntrack lets in only packets that match an entry exactly (the reply tuple), so
+///   filtering is address-and-port dependent: after A sends to `relay:3478`, a packet
+///   from `relay:3479` or from the observer is dropped.
+/// - `fully-random` picks a fresh random port for every new conntrack entry (every
+///   destination address and port), and never preserves the source port.
+/// - Full cone has no nftables statement (OpenWrt's `fullcone` is an out-of-tree
+///   patch), so it is emulated: after `masquerade`, a filter chain at
+///   `srcnat + 10` records each outbound flow's public port and LAN port in the dynamic
+///   maps `cone_udp`/`cone_tcp` (refreshed by every outbound packet; elements expire
+///   after 120 s for UDP and 7440 s for TCP, RFC 4787 REQ-5 and RFC 5382 REQ-5), and a
+///   `dstnat` chain sends any inbound packet to a recorded public port to the LAN host's
+///   recorded port. Ports nobody mapped stay closed.
+///
+/// No preset hairpins (A cannot reach its own router's public address). Conntrack's
+/// default timeouts apply to the mappings of `masquerade` (UDP 30 s unreplied, 120 s
+/// once replied).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Nat {
     /// Endpoint-independent, port-preserving mapping with address-and-port-dependent
