@@ -95,7 +95,7 @@ pub(crate) struct DelayLine {
     host: Host,
     stop: Arc<AtomicBool>,
     delayed: Arc<AtomicU64>,
-    thread: Option<JoinHandle<Result<(), LabError>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl DelayLine {
@@ -120,10 +120,13 @@ impl DelayLine {
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
-                            return Ok(());
+                            return;
                         }
                     };
-                    hold_and_release(queue, &delays, &stop, &delayed)
+                    // Said at once: from now on this namespace drops what it would delay.
+                    if let Err(e) = hold_and_release(queue, &delays, &stop, &delayed) {
+                        eprintln!("natlab: the delay line of {host} stopped: {e}");
+                    }
                 }
             })
             .map_err(|e| LabError::io("spawn the delay thread", e))?;
@@ -156,12 +159,10 @@ impl DelayLine {
 impl Drop for DelayLine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("natlab: delay thread of {}: {e}", self.host),
-                Err(_) => eprintln!("natlab: delay thread of {} panicked", self.host),
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            eprintln!("natlab: the delay line of {} panicked", self.host);
         }
     }
 }

@@ -38,7 +38,7 @@ pub enum LabError {
         stderr: String,
     },
     /// A process ended before it produced what was awaited.
-    #[error("{what}: the process ended ({status}) before it came{}", stderr_tail(.stderr))]
+    #[error("{what}: the process ended first ({status}){}", stderr_tail(.stderr))]
     Exited {
         /// What was awaited.
         what: String,
