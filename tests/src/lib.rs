@@ -3,8 +3,11 @@
 //!
 //! Each `suite::*` function takes a [`relay_runtime::Runtime`] and runs one scenario on
 //! loopback; `relay-tokio` and `relay-async-std` call every one of them from their own
-//! test files, so both runtimes are held to the same behaviour.
+//! test files, so both runtimes are held to the same behaviour. [`natlab`] is the NAT
+//! lab: Linux network namespaces with real kernel NAT, for tests that run real binaries
+//! behind NATs.
 
+pub mod natlab;
 pub mod suite;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
