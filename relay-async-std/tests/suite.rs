@@ -26,6 +26,7 @@ on_async_std!(
     unknown_protocol,
     wrong_peer_id,
     bad_peers_are_dropped,
+    perf_round_trip,
 );
 
 #[test]

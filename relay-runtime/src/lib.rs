@@ -7,8 +7,12 @@
 //!
 //! The loop runs as one task: commands from [`Handle`]s first, then socket events, then
 //! the timer. Each socket has a reader task and a writer task of its own.
+//!
+//! [`perf`] is the perf benchmarking protocol as plain stream I/O over the
+//! `futures::io` traits, so it runs on any runtime and over any libp2p stream.
 
 mod driver;
+pub mod perf;
 mod stream;
 
 use std::future::Future;

@@ -19,4 +19,5 @@ on_tokio!(
     unknown_protocol,
     wrong_peer_id,
     bad_peers_are_dropped,
+    perf_round_trip,
 );

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::channel::mpsc;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use relay_proto::Event;
 use relay_proto::identity::keypair_from_seed;
 use relay_proto::node::Config;
+use relay_runtime::perf::{self, PerfServed};
 use relay_runtime::{Error, Handle, Runtime};
 
 use crate::{echo, exchange, payload, sha256};
@@ -215,6 +217,62 @@ pub async fn bad_peers_are_dropped<R: Runtime>(rt: R) {
         b.shutdown().await;
     })
     .await
+}
+
+/// Perf exchanges of several shapes: byte counts agree on both sides.
+pub async fn perf_round_trip<R: Runtime>(rt: R) {
+    within(&rt, Duration::from_secs(60), async {
+        let a = node(&rt, 13, Config::default());
+        let b = node(&rt, 14, Config::default());
+        let mut served = serve_perf(&rt, &b);
+        a.dial(addr_of(&b)).await.unwrap();
+        let shapes = [
+            (0, 0),
+            (1, 0),
+            (0, 1),
+            (4 << 20, 8 << 20),
+            (3 * perf::BUFFER as u64 + 5, 7),
+        ];
+        for (upload, download) in shapes {
+            let stream = a.open_stream(b.peer_id(), perf::PROTOCOL).await.unwrap();
+            let result = perf::run(stream, upload, download).await.unwrap();
+            assert_eq!(
+                (result.upload_bytes, result.download_bytes),
+                (upload, download)
+            );
+            assert_eq!(result.total, result.upload_time + result.download_time);
+            let server = served.next().await.expect("server running");
+            assert_eq!(
+                server.expect("server succeeds"),
+                PerfServed {
+                    uploaded: upload,
+                    downloaded: download
+                }
+            );
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
+}
+
+/// Serves the perf protocol on `node`; what each stream got is sent to the receiver.
+pub fn serve_perf<R: Runtime>(
+    rt: &R,
+    node: &Handle,
+) -> mpsc::UnboundedReceiver<std::io::Result<PerfServed>> {
+    let mut incoming = node.accept(perf::PROTOCOL).expect("running");
+    let (results, receiver) = mpsc::unbounded();
+    let spawner = rt.clone();
+    rt.spawn(Box::pin(async move {
+        while let Some(stream) = incoming.next().await {
+            let results = results.clone();
+            spawner.spawn(Box::pin(async move {
+                let _ = results.unbounded_send(perf::serve(stream).await);
+            }));
+        }
+    }));
+    receiver
 }
 
 fn socket_of(node: &Handle) -> SocketAddr {
