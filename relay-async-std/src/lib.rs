@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use relay_proto::identity::Keypair;
 use relay_proto::node::Config;
-use relay_runtime::{BoxFuture, BoxSocket, Listener, Runtime};
+use relay_runtime::{Accepted, BoxFuture, BoxSocket, Listener, Runtime};
 
 pub use relay_runtime::{Error, Handle as Node, Stream};
 
@@ -86,13 +86,12 @@ impl Listener for AsyncIoListener {
         self.0.local_addr()
     }
 
-    fn accept(
-        &mut self,
-    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>> {
+    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<Accepted>> + Send + '_>> {
         Box::pin(async move {
             let (socket, remote) = self.0.accept().await?;
             socket.set_nodelay(true)?;
-            Ok((Box::new(socket) as BoxSocket, remote))
+            let local = socket.local_addr()?;
+            Ok((Box::new(socket) as BoxSocket, local, remote))
         })
     }
 }

@@ -4,6 +4,7 @@
 //! with an `"event"` field (see CONTRACT.md). Errors are one line on stderr and a
 //! non-zero exit status.
 
+mod events;
 mod identity;
 mod output;
 mod run;
@@ -25,9 +26,12 @@ struct Cli {
 enum Command {
     /// Prints the PeerId of a key.
     Id(IdentityArgs),
-    /// Listens for connections; answers ping, identify and echo.
+    /// Runs a circuit relay v2 server.
+    Serve(ServeArgs),
+    /// Keeps reservations on relays and accepts direct and relayed connections;
+    /// answers ping, identify, echo and perf.
     Listen(ListenArgs),
-    /// Connects to a peer, pings it, and exits.
+    /// Connects to a peer (directly or through a relay), pings and measures, and exits.
     Dial(DialArgs),
 }
 
@@ -43,16 +47,46 @@ struct IdentityArgs {
 }
 
 #[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// A TCP multiaddr to listen on; may repeat (default /ip4/0.0.0.0/tcp/4001).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// The most reservations at once.
+    #[arg(long, value_name = "N")]
+    max_reservations: Option<u32>,
+    /// The most reservations one peer may hold or request at once.
+    #[arg(long, value_name = "N")]
+    max_reservations_per_peer: Option<u32>,
+    /// The most circuits at once.
+    #[arg(long, value_name = "N")]
+    max_circuits: Option<u32>,
+    /// Bytes each circuit may relay in each direction (0: no limit).
+    #[arg(long, value_name = "BYTES")]
+    max_circuit_bytes: Option<u64>,
+    /// How long each circuit may last (0: no limit).
+    #[arg(long, value_name = "SECONDS")]
+    max_circuit_duration: Option<u64>,
+    /// No data or duration limit on circuits and no rate limits (for benchmarks).
+    #[arg(long)]
+    unlimited: bool,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    hold: Option<f64>,
+}
+
+#[derive(Debug, Args)]
 struct ListenArgs {
     #[command(flatten)]
     identity: IdentityArgs,
-    /// A TCP multiaddr to listen on; may repeat.
-    #[arg(
-        long = "listen",
-        value_name = "MULTIADDR",
-        default_value = "/ip4/0.0.0.0/tcp/4001"
-    )]
+    /// A TCP multiaddr to listen on; may repeat (default /ip4/0.0.0.0/tcp/4001 when no
+    /// --relay is given).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
+    /// A relay to keep a reservation on (`/ip4/.../tcp/PORT/p2p/RELAY`); may repeat.
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    relays: Vec<Multiaddr>,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECONDS")]
     hold: Option<f64>,
@@ -62,11 +96,21 @@ struct ListenArgs {
 struct DialArgs {
     #[command(flatten)]
     identity: IdentityArgs,
-    /// The peer's multiaddr, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3...
+    /// The peer: `/ip4/.../tcp/PORT/p2p/PEER`, or through a relay
+    /// `/ip4/.../tcp/PORT/p2p/RELAY/p2p-circuit/p2p/PEER`.
     target: Multiaddr,
     /// Pings to send once connected.
     #[arg(long, value_name = "N", default_value_t = 1)]
     ping: u32,
+    /// Bytes to upload with the perf protocol.
+    #[arg(long, value_name = "BYTES")]
+    perf_up: Option<u64>,
+    /// Bytes to download with the perf protocol.
+    #[arg(long, value_name = "BYTES")]
+    perf_down: Option<u64>,
+    /// Do not try to upgrade a relayed connection to a direct one.
+    #[arg(long)]
+    no_punch: bool,
     /// Stay connected this many seconds after the pings.
     #[arg(long, value_name = "SECONDS")]
     hold: Option<f64>,
@@ -87,6 +131,7 @@ fn main() -> ExitCode {
                 &serde_json::json!({"event": "id", "peer_id": k.public().to_peer_id().to_string()}),
             )
         }),
+        Command::Serve(args) => run::block_on(run::serve(args)),
         Command::Listen(args) => run::block_on(run::listen(args)),
         Command::Dial(args) => run::block_on(run::dial(args)),
     };

@@ -1,17 +1,20 @@
-//! The long-running roles: `listen` and `dial`.
+//! The long-running roles: `serve`, `listen` and `dial`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use relay_proto::Event;
-use relay_proto::node::addr::{parse_tcp, peer_of};
+use relay_proto::Multiaddr;
+use relay_proto::hop::{RateLimits, RelayConfig};
+use relay_proto::node::Config;
+use relay_proto::node::addr::{parse_circuit, parse_tcp, peer_of};
 use relay_tokio::Node;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::output::emit;
-use crate::{DialArgs, ListenArgs, identity};
+use crate::{DialArgs, ListenArgs, ServeArgs, events, identity};
 
 /// The echo protocol `relay listen` answers, for tests and scripts.
 pub(crate) const ECHO_PROTOCOL: &str = "/echo/1.0.0";
@@ -34,100 +37,229 @@ async fn hold(seconds: Option<f64>) {
     }
 }
 
-pub(crate) async fn listen(args: ListenArgs) -> Result<(), String> {
-    let keypair = identity::load(&args.identity)?;
-    let mut builder = Node::builder().keypair(keypair);
-    for addr in &args.listen {
-        let (socket, peer) = parse_tcp(addr).map_err(|e| e.to_string())?;
-        if peer.is_some() {
-            return Err(format!(
-                "--listen {addr}: a listen address has no /p2p/ part"
-            ));
-        }
-        builder = builder.listen(socket);
+/// The sockets of `--listen` arguments, or the default when none is given.
+fn listen_sockets(addrs: &[Multiaddr], default: bool) -> Result<Vec<SocketAddr>, String> {
+    if addrs.is_empty() && default {
+        return Ok(vec![SocketAddr::from(([0, 0, 0, 0], 4001))]);
     }
-    let node = builder.start().map_err(|e| format!("cannot listen: {e}"))?;
-    let mut events = node.events().map_err(|e| e.to_string())?;
-    let mut echo = node.accept(ECHO_PROTOCOL).map_err(|e| e.to_string())?;
+    addrs
+        .iter()
+        .map(|addr| match parse_tcp(addr) {
+            Ok((socket, None)) => Ok(socket),
+            Ok((_, Some(_))) => Err(format!(
+                "--listen {addr}: a listen address has no /p2p/ part"
+            )),
+            Err(e) => Err(format!("--listen {addr}: {e}")),
+        })
+        .collect()
+}
+
+fn start(
+    keypair: relay_proto::identity::Keypair,
+    config: Config,
+    listen: &[SocketAddr],
+) -> Result<Node, String> {
+    let mut builder = Node::builder().keypair(keypair).config(config);
+    for socket in listen {
+        builder = builder.listen(*socket);
+    }
+    builder
+        .start()
+        .map_err(|e| format!("cannot start the node: {e}"))
+}
+
+fn announce(node: &Node) {
     emit(&json!({
         "event": "listening",
         "peer_id": node.peer_id().to_string(),
         "addrs": node.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
     }));
-    tokio::spawn(async move {
-        while let Some(mut stream) = echo.next().await {
-            tokio::spawn(async move {
-                let (mut reader, mut writer) = tokio::io::split(&mut stream);
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
-                let _ = writer.shutdown().await;
-            });
-        }
-    });
+}
+
+/// Prints events until the node stops or `seconds` pass.
+async fn report_until(node: &Node, seconds: Option<f64>) -> Result<(), String> {
+    let mut events = node.events().map_err(|e| e.to_string())?;
     let report = async {
         while let Some(event) = events.next().await {
-            report_event(&event);
+            if let Some(line) = events::to_json(&event) {
+                emit(&line);
+            }
         }
     };
     tokio::select! {
         _ = report => {}
-        _ = hold(args.hold) => {}
+        _ = hold(seconds) => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
+    Ok(())
+}
+
+/// The relay settings of `relay serve`: the defaults with the flags applied.
+fn relay_config(args: &ServeArgs) -> RelayConfig {
+    let mut config = RelayConfig::default();
+    if let Some(n) = args.max_reservations {
+        config.max_reservations = n;
+    }
+    if let Some(n) = args.max_reservations_per_peer {
+        config.max_reservations_per_peer = n;
+    }
+    if let Some(n) = args.max_circuits {
+        config.max_circuits = n;
+    }
+    if let Some(n) = args.max_circuit_bytes {
+        config.max_circuit_bytes = n;
+    }
+    if let Some(s) = args.max_circuit_duration {
+        config.max_circuit_duration = Duration::from_secs(s);
+    }
+    if args.unlimited {
+        config.max_circuit_bytes = 0;
+        config.max_circuit_duration = Duration::ZERO;
+        config.rate = RateLimits::off();
+    }
+    config
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
+    let keypair = identity::load(&args.identity)?;
+    let relay = relay_config(&args);
+    relay
+        .validate()
+        .map_err(|e| format!("invalid relay configuration: {e}"))?;
+    let config = Config {
+        relay: Some(relay),
+        ..Config::default()
+    };
+    let node = start(keypair, config, &listen_sockets(&args.listen, true)?)?;
+    serve_app_protocols(&node)?;
+    announce(&node);
+    report_until(&node, args.hold).await?;
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Answers echo and perf, as `listen` and `serve` both do.
+fn serve_app_protocols(node: &Node) -> Result<(), String> {
+    let mut echo = node.accept(ECHO_PROTOCOL).map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(stream) = echo.next().await {
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let (mut reader, mut writer) = tokio::io::split(&mut stream);
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
+            });
+        }
+    });
+    let mut perf = node
+        .accept(relay_runtime::perf::PROTOCOL)
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(stream) = perf.next().await {
+            tokio::spawn(async move {
+                if let Err(error) = relay_runtime::perf::serve(stream.compat()).await {
+                    tracing::debug!(%error, "perf stream failed");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+pub(crate) async fn listen(args: ListenArgs) -> Result<(), String> {
+    let keypair = identity::load(&args.identity)?;
+    for relay in &args.relays {
+        if peer_of(relay).is_none() || parse_tcp(relay).is_err() {
+            return Err(format!(
+                "--relay {relay}: expected /ip4|ip6/<ip>/tcp/<port>/p2p/<relay id>"
+            ));
+        }
+    }
+    let listen = listen_sockets(&args.listen, args.relays.is_empty())?;
+    let node = start(keypair, Config::default(), &listen)?;
+    serve_app_protocols(&node)?;
+    announce(&node);
+    let reporting = report_until(&node, args.hold);
+    for relay in &args.relays {
+        let node = node.clone();
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            // The outcome (accepted or refused) is reported from the event stream.
+            if let Err(error) = node.reserve(relay.clone()).await {
+                tracing::warn!(%relay, %error, "reservation failed");
+            }
+        });
+    }
+    reporting.await?;
     node.shutdown().await;
     Ok(())
 }
 
 pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     let keypair = identity::load(&args.identity)?;
-    parse_tcp(&args.target).map_err(|e| e.to_string())?;
-    if peer_of(&args.target).is_none() {
-        return Err(format!(
-            "{}: the target must end with /p2p/<peer id>",
-            args.target
-        ));
+    let target = &args.target;
+    let relayed = parse_circuit(target).is_some();
+    if !relayed {
+        parse_tcp(target).map_err(|e| e.to_string())?;
     }
-    let node = Node::builder()
-        .keypair(keypair)
-        .start()
-        .map_err(|e| e.to_string())?;
-    let peer = node
-        .dial(args.target.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let Some(peer) = peer_of(target) else {
+        return Err(format!("{target}: the target must end with /p2p/<peer id>"));
+    };
+    let node = start(keypair, Config::default(), &[])?;
+    let mut events = node.events().map_err(|e| e.to_string())?;
+    let connected = node.dial(target.clone()).await.map_err(|e| e.to_string())?;
+    if connected != peer {
+        return Err(format!("connected to {connected}, expected {peer}"));
+    }
     emit(
-        &json!({"event": "connected", "peer": peer.to_string(), "relayed": false, "addr": args.target.to_string()}),
+        &json!({"event": "connected", "peer": peer.to_string(), "relayed": relayed, "addr": target.to_string()}),
     );
     for _ in 0..args.ping {
-        let rtt = node.ping(peer).await.map_err(|e| e.to_string())?;
+        let rtt = node
+            .ping(peer)
+            .await
+            .map_err(|e| format!("ping failed: {e}"))?;
         emit(&json!({
             "event": "ping",
             "peer": peer.to_string(),
-            "relayed": false,
+            "relayed": relayed,
             "rtt_ms": rtt.as_secs_f64() * 1000.0,
         }));
     }
-    if args.hold.is_some() {
-        hold(args.hold).await;
+    if args.perf_up.is_some() || args.perf_down.is_some() {
+        let (up, down) = (args.perf_up.unwrap_or(0), args.perf_down.unwrap_or(0));
+        let stream = node
+            .open_stream(peer, relay_runtime::perf::PROTOCOL)
+            .await
+            .map_err(|e| format!("perf: {e}"))?;
+        let result = relay_runtime::perf::run(stream.compat(), up, down)
+            .await
+            .map_err(|e| format!("perf: {e}"))?;
+        emit(&json!({
+            "event": "perf",
+            "peer": peer.to_string(),
+            "relayed": relayed,
+            "upload_bytes": result.upload_bytes,
+            "download_bytes": result.download_bytes,
+            "seconds": result.total.as_secs_f64(),
+            "upload_seconds": result.upload_time.as_secs_f64(),
+            "download_seconds": result.download_time.as_secs_f64(),
+        }));
     }
+    if args.hold.is_some() {
+        let report = async {
+            while let Some(event) = events.next().await {
+                if let Some(line) = events::to_json(&event) {
+                    emit(&line);
+                }
+            }
+        };
+        tokio::select! {
+            _ = report => {}
+            _ = hold(args.hold) => {}
+        }
+    }
+    let _ = args.no_punch;
     node.shutdown().await;
     Ok(())
-}
-
-/// Prints the node events that programs watching a listener care about.
-fn report_event(event: &Event) {
-    match event {
-        Event::ConnectionEstablished {
-            peer, remote_addr, ..
-        } => emit(&json!({
-            "event": "connected",
-            "peer": peer.to_string(),
-            "relayed": false,
-            "addr": remote_addr.to_string(),
-        })),
-        Event::ConnectionClosed { peer, error, .. } => emit(&json!({
-            "event": "disconnected",
-            "peer": peer.to_string(),
-            "reason": error.to_string(),
-        })),
-        _ => {}
-    }
 }

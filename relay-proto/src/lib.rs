@@ -25,3 +25,10 @@ pub mod wire;
 
 pub use multiaddr::{self, Multiaddr};
 pub use node::{ConnectionId, Event, Input, Node, Output, StreamRef};
+
+/// The base instant of a unit test; tests offset every other instant from it.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the one clock read, in tests only
+pub(crate) fn test_now() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -44,6 +44,7 @@ impl std::future::Future for YieldNow {
 enum SocketEvent {
     Accepted {
         socket: BoxSocket,
+        local: SocketAddr,
         remote: SocketAddr,
     },
     Connected {
@@ -88,6 +89,8 @@ struct Driver<R: Runtime> {
     pings:
         std::collections::HashMap<ConnectionId, VecDeque<oneshot::Sender<Result<Duration, Error>>>>,
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
+    reservations:
+        std::collections::HashMap<PeerId, Vec<oneshot::Sender<Result<crate::Reservation, Error>>>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -120,6 +123,7 @@ pub(crate) fn start<R: Runtime>(
         opens: Default::default(),
         pings: Default::default(),
         subscribers: Vec::new(),
+        reservations: Default::default(),
         shutdown: None,
     };
     runtime.spawn(Box::pin(driver.run(commands_rx, sockets_rx)));
@@ -129,9 +133,13 @@ pub(crate) fn start<R: Runtime>(
 async fn accept_loop(mut listener: Box<dyn Listener>, mut sockets: mpsc::Sender<SocketEvent>) {
     loop {
         match listener.accept().await {
-            Ok((socket, remote)) => {
+            Ok((socket, local, remote)) => {
                 if sockets
-                    .send(SocketEvent::Accepted { socket, remote })
+                    .send(SocketEvent::Accepted {
+                        socket,
+                        local,
+                        remote,
+                    })
                     .await
                     .is_err()
                 {
@@ -242,6 +250,13 @@ impl<R: Runtime> Driver<R> {
     fn on_command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
+            Command::Inspect(f) => f(&mut self.node, now),
+            Command::Reserve { addr, reply } => match self.node.reserve(now, addr) {
+                Ok(relay) => self.reservations.entry(relay).or_default().push(reply),
+                Err(error) => {
+                    let _ = reply.send(Err(Error::Reservation(error.to_string())));
+                }
+            },
             Command::Dial { addr, reply } => match self.node.dial(now, addr) {
                 Ok(conn) => {
                     self.dials.insert(conn, reply);
@@ -400,7 +415,11 @@ impl<R: Runtime> Driver<R> {
     fn on_socket(&mut self, event: SocketEvent) {
         let now = Instant::now();
         match event {
-            SocketEvent::Accepted { socket, remote } => match self.node.accept(now, remote) {
+            SocketEvent::Accepted {
+                socket,
+                local,
+                remote,
+            } => match self.node.accept(now, local, remote) {
                 Ok(conn) => self.attach(conn, socket),
                 Err(error) => tracing::info!(%remote, %error, "refused inbound connection"),
             },
@@ -515,6 +534,32 @@ impl<R: Runtime> Driver<R> {
                     state.wake_writer();
                     false
                 });
+            }
+            Event::ReservationAccepted {
+                relay,
+                expire_unix,
+                addrs,
+                limit,
+                ..
+            } => {
+                for reply in self.reservations.remove(relay).unwrap_or_default() {
+                    let _ = reply.send(Ok(crate::Reservation {
+                        relay: *relay,
+                        expire_unix: *expire_unix,
+                        addrs: addrs.clone(),
+                        limit: *limit,
+                    }));
+                }
+            }
+            Event::ReservationRefused { relay, status } => {
+                for reply in self.reservations.remove(relay).unwrap_or_default() {
+                    let _ = reply.send(Err(Error::Reservation(format!("refused: {status:?}"))));
+                }
+            }
+            Event::ReservationLost { relay, reason } => {
+                for reply in self.reservations.remove(relay).unwrap_or_default() {
+                    let _ = reply.send(Err(Error::Reservation(format!("{reason:?}"))));
+                }
             }
             Event::Ping { conn, result, .. } => {
                 if let Some(reply) = self.pings.get_mut(conn).and_then(VecDeque::pop_front) {

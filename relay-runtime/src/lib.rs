@@ -45,14 +45,15 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
 /// A boxed socket.
 pub type BoxSocket = Box<dyn Socket>;
 
+/// An accepted connection: the socket, its local and its remote address.
+pub type Accepted = (BoxSocket, SocketAddr, SocketAddr);
+
 /// A bound TCP listener as a runtime provides it.
 pub trait Listener: Send + 'static {
     /// The bound address.
     fn local_addr(&self) -> io::Result<SocketAddr>;
-    /// Waits for the next connection: the socket and the remote address.
-    fn accept(
-        &mut self,
-    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>>;
+    /// Waits for the next connection: the socket, its local and its remote address.
+    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<Accepted>> + Send + '_>>;
 }
 
 /// What an async runtime supplies to the driver.
@@ -82,6 +83,9 @@ pub enum Error {
     /// A stream could not be opened.
     #[error("stream: {0}")]
     Stream(String),
+    /// A relay refused or lost our reservation.
+    #[error("reservation: {0}")]
+    Reservation(String),
     /// A ping failed.
     #[error("ping: {0}")]
     Ping(String),
@@ -91,23 +95,12 @@ pub enum Error {
 }
 
 /// Configures and starts a node.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Builder {
     keypair: Option<Keypair>,
     config: Config,
     listen: Vec<SocketAddr>,
     rng_seed: Option<[u8; 32]>,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Self {
-            keypair: None,
-            config: Config::default(),
-            listen: Vec::new(),
-            rng_seed: None,
-        }
-    }
 }
 
 impl Builder {
@@ -188,8 +181,16 @@ struct Shared {
 }
 
 /// Commands from handles and streams to the driver.
-#[derive(Debug)]
+/// A closure run on the node inside the driver.
+pub(crate) type NodeFn = Box<dyn FnOnce(&mut relay_proto::Node, Instant) + Send>;
+
 pub(crate) enum Command {
+    /// Runs a closure on the node inside the driver.
+    Inspect(NodeFn),
+    Reserve {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Reservation, Error>>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, Error>>,
@@ -217,6 +218,38 @@ pub(crate) enum Command {
         reply: oneshot::Sender<()>,
     },
     Stream(stream::StreamCommand),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Inspect(_) => f.write_str("Inspect"),
+            Command::Reserve { addr, .. } => write!(f, "Reserve({addr})"),
+            Command::Dial { addr, .. } => write!(f, "Dial({addr})"),
+            Command::OpenStream { peer, protocol, .. } => {
+                write!(f, "OpenStream({peer}, {protocol})")
+            }
+            Command::Accept { protocol, .. } => write!(f, "Accept({protocol})"),
+            Command::Ping { peer, .. } => write!(f, "Ping({peer})"),
+            Command::Subscribe { .. } => f.write_str("Subscribe"),
+            Command::Disconnect { peer } => write!(f, "Disconnect({peer})"),
+            Command::Shutdown { .. } => f.write_str("Shutdown"),
+            Command::Stream(c) => write!(f, "Stream({c:?})"),
+        }
+    }
+}
+
+/// A reservation a relay granted us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The relay.
+    pub relay: PeerId,
+    /// When it expires, in Unix seconds (it is renewed before).
+    pub expire_unix: u64,
+    /// Our addresses through the relay.
+    pub addrs: Vec<Multiaddr>,
+    /// The relay's limit on each relayed connection.
+    pub limit: relay_proto::circuit::limit::Limit,
 }
 
 /// A running node: cheap to clone, usable from any task.
@@ -253,6 +286,27 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Dial { addr, reply })?;
         answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Asks the relay at `addr` (ending in `/p2p/RELAY`) for a reservation, connecting
+    /// to it if needed; the node keeps it renewed. Later changes arrive as events.
+    pub async fn reserve(&self, addr: Multiaddr) -> Result<Reservation, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Reserve { addr, reply })?;
+        answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Runs `f` on the node inside its event loop and returns its result: the way to
+    /// read state (relay usage, circuits, reservations) or call any node method.
+    pub async fn with_node<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut relay_proto::Node, Instant) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Inspect(Box::new(move |node, now| {
+            let _ = reply.send(f(node, now));
+        })))?;
+        answer.await.map_err(|_| Error::NotRunning)
     }
 
     /// Opens a stream to a connected peer with `protocol`.

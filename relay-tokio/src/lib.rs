@@ -24,7 +24,7 @@ use futures_util_compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompa
 use relay_proto::Multiaddr;
 use relay_proto::identity::{Keypair, PeerId};
 use relay_proto::node::{Config, Event};
-use relay_runtime::{BoxFuture, BoxSocket, Listener, Runtime};
+use relay_runtime::{Accepted, BoxFuture, BoxSocket, Listener, Runtime};
 use tokio_util::compat as futures_util_compat;
 
 pub use relay_runtime::Error;
@@ -76,13 +76,12 @@ impl Listener for TokioListener {
         self.0.local_addr()
     }
 
-    fn accept(
-        &mut self,
-    ) -> Pin<Box<dyn Future<Output = io::Result<(BoxSocket, SocketAddr)>> + Send + '_>> {
+    fn accept(&mut self) -> Pin<Box<dyn Future<Output = io::Result<Accepted>> + Send + '_>> {
         Box::pin(async move {
             let (socket, remote) = self.0.accept().await?;
             socket.set_nodelay(true)?;
-            Ok((Box::new(socket.compat()) as BoxSocket, remote))
+            let local = socket.local_addr()?;
+            Ok((Box::new(socket.compat()) as BoxSocket, local, remote))
         })
     }
 }
@@ -141,6 +140,20 @@ impl Node {
     /// Connects to a TCP multiaddr (optionally ending in `/p2p/PEER`).
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
         self.0.dial(addr).await
+    }
+
+    /// Asks the relay at `addr` (ending in `/p2p/RELAY`) for a reservation, connecting
+    /// to it if needed; the node keeps it renewed.
+    pub async fn reserve(&self, addr: Multiaddr) -> Result<relay_runtime::Reservation, Error> {
+        self.0.reserve(addr).await
+    }
+
+    /// Runs `f` on the node inside its event loop and returns its result.
+    pub async fn with_node<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut relay_proto::Node, Instant) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.0.with_node(f).await
     }
 
     /// Opens a stream to a connected peer with `protocol`.

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
 use relay_proto::Event;
@@ -55,10 +56,10 @@ fn spawn_swarm(mut swarm: Swarm<Behaviour>) -> mpsc::UnboundedReceiver<Behaviour
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            if let SwarmEvent::Behaviour(event) = swarm.select_next_some().await {
-                if tx.send(event).is_err() {
-                    return;
-                }
+            if let SwarmEvent::Behaviour(event) = swarm.select_next_some().await
+                && tx.send(event).is_err()
+            {
+                return;
             }
         }
     });
@@ -154,13 +155,21 @@ async fn we_dial_rust_libp2p() {
         let back = exchange(stream, &data).await.unwrap();
         assert_eq!(sha256(&back), sha256(&data));
 
-        let streams = (0..100u64).map(|i| {
-            let ours = ours.clone();
-            async move {
-                let data = payload(32 * 1024, i);
-                let stream = ours.open_stream(rust_peer, ECHO).await.unwrap();
-                assert_eq!(exchange(stream, &data).await.unwrap(), data);
-            }
+        // libp2p-stream drops inbound streams its acceptor has not taken yet, so each
+        // stream is confirmed open with a one-byte echo before the next is opened; then
+        // all 100 carry data at once.
+        let mut open = Vec::new();
+        for i in 0..100u8 {
+            let mut stream = ours.open_stream(rust_peer, ECHO).await.unwrap();
+            stream.write_all(&[i]).await.unwrap();
+            let mut first = [0u8];
+            stream.read_exact(&mut first).await.unwrap();
+            assert_eq!(first, [i]);
+            open.push(stream);
+        }
+        let streams = open.into_iter().enumerate().map(|(i, stream)| async move {
+            let data = payload(32 * 1024, i as u64);
+            assert_eq!(exchange(stream, &data).await.unwrap(), data);
         });
         futures::future::join_all(streams).await;
         ours.shutdown().await;

@@ -144,7 +144,7 @@ pub enum ConnectionEvent {
         /// The authenticated remote peer.
         peer: PeerId,
         /// The remote's identity key.
-        public_key: PublicKey,
+        public_key: Box<PublicKey>,
     },
     /// The remote opened a stream and we agreed on one of our protocols.
     InboundStream {
@@ -216,6 +216,7 @@ impl Negotiator {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // one per connection; boxing would only add a hop
 enum State {
     /// Agreeing on `/noise`.
     Security {
@@ -456,10 +457,10 @@ impl Connection {
 
     /// All bytes to send to the transport now, if any.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let State::Open(open) = &mut self.state {
-            if let Err(e) = Self::flush_open(open, &mut self.plaintext, &mut self.transmit) {
-                self.fail(e);
-            }
+        if let State::Open(open) = &mut self.state
+            && let Err(e) = Self::flush_open(open, &mut self.plaintext, &mut self.transmit)
+        {
+            self.fail(e);
         }
         (!self.transmit.is_empty()).then(|| self.transmit.split().freeze())
     }
@@ -595,7 +596,7 @@ impl Connection {
                     self.upgrade_deadline = None;
                     self.events.push_back(ConnectionEvent::Established {
                         peer,
-                        public_key: key,
+                        public_key: Box::new(key),
                     });
                     yamux.handle_input(now, &rest)?;
                     self.state = State::Open(Box::new(Open {

@@ -1,13 +1,25 @@
-//! One local peer: its connections, the protocols every libp2p node speaks (identify,
-//! ping), and the streams the application opens and accepts.
+//! One local peer: its connections (direct and relayed), the protocols every libp2p node
+//! speaks (identify, ping), the circuit relay v2 server and client, and the streams the
+//! application opens and accepts.
 //!
 //! [`Node`] follows the sans-IO pattern of quinn-proto and str0m: the runtime feeds it
 //! socket events with [`Node::handle_input`] and timer expiries with
 //! [`Node::handle_timeout`], gives it commands ([`Node::dial`], [`Node::open_stream`],
-//! ...), then drains [`Node::poll_output`] until it returns `None` and re-arms its one
-//! timer from [`Node::poll_timeout`].
+//! [`Node::reserve`], ...), then drains [`Node::poll_output`] until it returns `None` and
+//! re-arms its one timer from [`Node::poll_timeout`].
+//!
+//! Files: this one holds the public surface and the connection pump; `conn.rs` the
+//! per-connection state; `streams.rs` the dispatch of stream events to their owners;
+//! `relay.rs` the relay server; `client.rs` the relay client; `addr.rs` address parsing.
 
 pub mod addr;
+mod client;
+mod conn;
+mod events;
+mod relay;
+mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,17 +29,23 @@ use bytes::Bytes;
 use multiaddr::Multiaddr;
 use smallvec::SmallVec;
 
+use crate::circuit::limit::Limit;
 use crate::conn::connection::{
-    Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, OpenError, Protocols,
+    Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, Protocols,
     StreamError,
 };
-use crate::conn::yamux::StreamId;
-use crate::identify::{self, IdentifyError};
+use crate::hop::{ConfigError, RelayConfig, Ticket};
+use crate::identify;
 use crate::identity::{Keypair, PeerId};
 use crate::map::Map;
-use crate::ping::{self, Echo, PingConfig, PingError, PingOutcome, Pinger};
+use crate::ping::{self, PingConfig};
 use crate::rng::Rng;
 use addr::AddrError;
+use conn::{Conn, StreamRole, Transport};
+
+pub use client::{ClientConfig, ReservationInfo, ReservationLoss, ReserveError};
+pub use conn::ConnectionInfo;
+pub use events::{CircuitEnd, Event};
 
 /// Identifies one connection of a node; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,6 +56,8 @@ impl std::fmt::Display for ConnectionId {
         write!(f, "c{}", self.0)
     }
 }
+
+pub use crate::conn::yamux::StreamId;
 
 /// Identifies one stream: its connection and its muxer id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +81,13 @@ pub struct Config {
     pub protocol_version: String,
     /// Connections beyond this many are refused.
     pub max_connections: usize,
+    /// The relay service; `None` disables it (hop requests are not accepted).
+    pub relay: Option<RelayConfig>,
+    /// The relay client: reservations and relayed connections.
+    pub client: ClientConfig,
+    /// Addresses to announce besides the listen addresses (e.g. a public address
+    /// behind port forwarding); used in identify and in reservation answers.
+    pub external_addrs: Vec<Multiaddr>,
 }
 
 impl Default for Config {
@@ -71,6 +98,9 @@ impl Default for Config {
             agent_version: concat!("relay-rs/", env!("CARGO_PKG_VERSION")).to_owned(),
             protocol_version: "/ipfs/0.1.0".to_owned(),
             max_connections: 4096,
+            relay: None,
+            client: ClientConfig::default(),
+            external_addrs: Vec::new(),
         }
     }
 }
@@ -90,6 +120,15 @@ pub enum DialError {
     /// The node has as many connections as it may.
     #[error("connection limit reached")]
     ConnectionLimit,
+    /// The relay refused or could not make the circuit (the seed's "circuit failed").
+    #[error("circuit failed: relay answered {0:?}")]
+    CircuitFailed(crate::wire::proto::Status),
+    /// The relay did not answer as the protocol says.
+    #[error("circuit failed: {0}")]
+    RelayProtocol(String),
+    /// Relayed connections are disabled (the seed's "relay not enabled").
+    #[error("relay transport not enabled")]
+    RelayNotEnabled,
 }
 
 /// What the runtime tells the node.
@@ -125,6 +164,7 @@ pub enum Input<'a> {
 
 /// What the node asks of the runtime, or tells the application.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // outputs are drained at once; events are not boxed to save an allocation each
 pub enum Output {
     /// Write these bytes to the connection's socket, in order.
     Transmit {
@@ -149,152 +189,6 @@ pub enum Output {
     Event(Event),
 }
 
-/// What happened, for the application.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A connection is authenticated and multiplexed.
-    ConnectionEstablished {
-        /// The connection.
-        conn: ConnectionId,
-        /// The remote peer.
-        peer: PeerId,
-        /// Whether we dialed or accepted.
-        endpoint: Endpoint,
-        /// The remote's address.
-        remote_addr: Multiaddr,
-    },
-    /// An established connection ended.
-    ConnectionClosed {
-        /// The connection.
-        conn: ConnectionId,
-        /// The remote peer.
-        peer: PeerId,
-        /// Why.
-        error: ConnectionError,
-    },
-    /// A dial failed before the connection was established.
-    DialFailed {
-        /// The connection that was being dialed.
-        conn: ConnectionId,
-        /// The dialed address.
-        addr: Multiaddr,
-        /// Why.
-        error: DialError,
-    },
-    /// An accepted connection failed before it was established.
-    InboundFailed {
-        /// The connection.
-        conn: ConnectionId,
-        /// The remote's address.
-        remote_addr: Multiaddr,
-        /// Why.
-        error: ConnectionError,
-    },
-    /// A peer told us about itself.
-    Identified {
-        /// The connection it spoke on.
-        conn: ConnectionId,
-        /// The peer.
-        peer: PeerId,
-        /// What it said.
-        info: Box<identify::Info>,
-    },
-    /// A peer sent an identify message we could not accept.
-    IdentifyFailed {
-        /// The connection.
-        conn: ConnectionId,
-        /// The peer.
-        peer: PeerId,
-        /// Why.
-        error: IdentifyError,
-    },
-    /// A ping completed or failed.
-    Ping {
-        /// The connection.
-        conn: ConnectionId,
-        /// The peer.
-        peer: PeerId,
-        /// The round trip, or why there was none.
-        result: Result<Duration, PingError>,
-    },
-    /// The remote opened a stream with a protocol the application registered.
-    InboundStream {
-        /// The stream.
-        stream: StreamRef,
-        /// The remote peer.
-        peer: PeerId,
-        /// The agreed protocol.
-        protocol: String,
-    },
-    /// A stream opened with [`Node::open_stream`] is ready.
-    StreamOpened {
-        /// The stream.
-        stream: StreamRef,
-        /// The remote peer.
-        peer: PeerId,
-        /// The agreed protocol.
-        protocol: String,
-    },
-    /// A stream opened with [`Node::open_stream`] failed; it is gone.
-    StreamOpenFailed {
-        /// The stream.
-        stream: StreamRef,
-        /// Why.
-        error: OpenError,
-    },
-    /// Bytes arrived on an application stream. Report them with
-    /// [`Node::stream_consumed`] once processed: that reopens the peer's send window.
-    StreamData {
-        /// The stream.
-        stream: StreamRef,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// The remote finished writing on an application stream.
-    StreamFinished {
-        /// The stream.
-        stream: StreamRef,
-    },
-    /// An application stream was reset; it is gone.
-    StreamReset {
-        /// The stream.
-        stream: StreamRef,
-    },
-    /// An application stream whose write was short can take more bytes.
-    StreamWritable {
-        /// The stream.
-        stream: StreamRef,
-    },
-}
-
-/// Who owns a stream of a connection, and its protocol state.
-#[derive(Debug)]
-enum StreamRole {
-    App,
-    IdentifyRequest(identify::Reader),
-    IdentifyPushIn(identify::Reader),
-    IdentifyPushOut,
-    /// An answered identify request, or any stream whose remaining input we drop.
-    Discard,
-    PingOut,
-    PingIn(Echo),
-}
-
-#[derive(Debug)]
-struct Conn {
-    conn: Connection,
-    endpoint: Endpoint,
-    remote_addr: Multiaddr,
-    peer: Option<PeerId>,
-    /// Whether the runtime's socket is connected (dials start unconnected).
-    connected: bool,
-    streams: Map<StreamId, StreamRole>,
-    pinger: Pinger,
-    /// The outbound ping stream, once negotiated.
-    ping_stream: Option<StreamId>,
-    ping_opening: bool,
-}
-
 /// State shared by all connections of a node.
 #[derive(Debug)]
 struct Shared {
@@ -304,8 +198,43 @@ struct Shared {
     rng: Rng,
     protocols: Protocols,
     listen_addrs: Vec<Multiaddr>,
+    /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
+    relayed_addrs: Vec<Multiaddr>,
     outputs: VecDeque<Output>,
 }
+
+impl Shared {
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Every address we announce: listen, external and relayed.
+    fn announced_addrs(&self) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self
+            .listen_addrs
+            .iter()
+            .chain(&self.config.external_addrs)
+            .chain(&self.relayed_addrs)
+            .cloned()
+            .collect();
+        addrs.dedup();
+        addrs
+    }
+
+    fn identify_info(&self, observed: &Multiaddr) -> identify::Info {
+        identify::Info {
+            public_key: self.keypair.public(),
+            protocol_version: self.config.protocol_version.clone(),
+            agent_version: self.config.agent_version.clone(),
+            listen_addrs: self.announced_addrs(),
+            protocols: self.protocols.iter().map(str::to_owned).collect(),
+            observed_addr: Some(observed.clone()),
+        }
+    }
+}
+
+/// Why the relay service could not start.
+pub type RelayConfigError = ConfigError;
 
 /// One local libp2p peer, free of I/O.
 ///
@@ -320,6 +249,10 @@ pub struct Node {
     shared: Shared,
     conns: Map<ConnectionId, Conn>,
     peers: Map<PeerId, SmallVec<[ConnectionId; 2]>>,
+    /// Connections with events or bytes to process, in order.
+    dirty: VecDeque<ConnectionId>,
+    relay: Option<relay::RelayService>,
+    client: client::Client,
     next_conn: u64,
     start: Instant,
     unix_start: u64,
@@ -328,6 +261,9 @@ pub struct Node {
 impl Node {
     /// Creates a node. `rng_seed` seeds all its randomness; `now` and `unix_now` (seconds
     /// since the Unix epoch) anchor its clocks.
+    ///
+    /// # Panics
+    /// If `config.relay` is invalid; use [`Node::try_new`] to get the error instead.
     pub fn new(
         config: Config,
         keypair: Keypair,
@@ -335,11 +271,32 @@ impl Node {
         now: Instant,
         unix_now: u64,
     ) -> Self {
+        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid relay config")
+    }
+
+    /// Creates a node, or says why its relay configuration is invalid.
+    pub fn try_new(
+        config: Config,
+        keypair: Keypair,
+        rng_seed: [u8; 32],
+        now: Instant,
+        unix_now: u64,
+    ) -> Result<Self, RelayConfigError> {
         let mut protocols = Protocols::default();
         protocols.insert(identify::PROTOCOL);
         protocols.insert(identify::PUSH_PROTOCOL);
         protocols.insert(ping::PROTOCOL);
-        Node {
+        let relay = match &config.relay {
+            Some(relay_config) => {
+                protocols.insert(crate::circuit::HOP_PROTOCOL);
+                Some(relay::RelayService::new(relay_config.clone())?)
+            }
+            None => None,
+        };
+        if config.client.enabled {
+            protocols.insert(crate::circuit::STOP_PROTOCOL);
+        }
+        Ok(Node {
             shared: Shared {
                 peer_id: keypair.public().to_peer_id(),
                 keypair,
@@ -347,14 +304,18 @@ impl Node {
                 rng: Rng::from_seed(rng_seed),
                 protocols,
                 listen_addrs: Vec::new(),
+                relayed_addrs: Vec::new(),
                 outputs: VecDeque::new(),
             },
             conns: Map::default(),
             peers: Map::default(),
+            dirty: VecDeque::new(),
+            relay,
+            client: client::Client::default(),
             next_conn: 0,
             start: now,
             unix_start: unix_now,
-        }
+        })
     }
 
     // ----- getters -----
@@ -379,9 +340,14 @@ impl Node {
         self.unix_start + now.saturating_duration_since(self.start).as_secs()
     }
 
-    /// The addresses we listen on, as announced by identify.
+    /// The addresses we listen on.
     pub fn listen_addrs(&self) -> &[Multiaddr] {
         &self.shared.listen_addrs
+    }
+
+    /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
+    pub fn relayed_addrs(&self) -> &[Multiaddr] {
+        &self.shared.relayed_addrs
     }
 
     /// The protocols we accept on inbound streams.
@@ -389,7 +355,7 @@ impl Node {
         self.shared.protocols.iter()
     }
 
-    /// The established connections to `peer`.
+    /// The established connections to `peer`, direct ones first.
     pub fn connections_to(&self, peer: &PeerId) -> &[ConnectionId] {
         self.peers.get(peer).map_or(&[], |c| c.as_slice())
     }
@@ -397,6 +363,11 @@ impl Node {
     /// The remote peer of an established connection.
     pub fn connection_peer(&self, conn: ConnectionId) -> Option<PeerId> {
         self.conns.get(&conn).and_then(|c| c.peer)
+    }
+
+    /// What is known of a connection.
+    pub fn connection_info(&self, conn: ConnectionId) -> Option<ConnectionInfo> {
+        self.conns.get(&conn).map(|c| c.info())
     }
 
     /// Every connection, in any state.
@@ -409,27 +380,34 @@ impl Node {
         self.conns.len()
     }
 
+    /// The relay service's policy (usage, reservations, circuits), if the service runs.
+    pub fn relay_policy(&self) -> Option<&crate::hop::RelayPolicy> {
+        self.relay.as_ref().map(|r| &r.policy)
+    }
+
+    /// The reservations we hold on relays.
+    pub fn reservations(&self) -> impl Iterator<Item = client::ReservationInfo> + '_ {
+        self.client.reservations()
+    }
+
     // ----- inputs -----
 
     /// Feeds a socket event.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         match input {
-            Input::Connected { conn, .. } => {
+            Input::Connected { conn, local_addr } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                c.connected = true;
-                self.pump(now, conn);
+                c.local_addr = Some(addr::tcp_multiaddr(local_addr));
+                c.transport = Transport::Tcp { connected: true };
+                self.mark(conn);
             }
             Input::DialFailed { conn, error } => {
-                if let Some(c) = self.conns.remove(&conn) {
-                    self.shared
-                        .outputs
-                        .push_back(Output::Event(Event::DialFailed {
-                            conn,
-                            addr: c.remote_addr,
-                            error: DialError::Transport(error),
-                        }));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.dial_error = Some(DialError::Transport(error));
+                    c.conn.handle_eof();
+                    self.mark(conn);
                 }
             }
             Input::Received { conn, bytes } => {
@@ -437,27 +415,26 @@ impl Node {
                     return;
                 };
                 c.conn.handle_input(now, bytes, &self.shared.protocols);
-                self.pump(now, conn);
+                self.mark(conn);
             }
             Input::Closed { conn } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
                 c.conn.handle_eof();
-                self.pump(now, conn);
+                self.mark(conn);
             }
         }
+        self.run(now);
     }
 
     /// Advances timers; call when [`Node::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let ping = self.shared.config.ping.clone();
         let due: SmallVec<[ConnectionId; 16]> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.poll_timeout(&self.shared.config.ping)
-                    .is_some_and(|t| t <= now)
-            })
+            .filter(|(_, c)| c.poll_timeout(&ping).is_some_and(|t| t <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in due {
@@ -467,32 +444,32 @@ impl Node {
             if c.conn.poll_timeout().is_some_and(|t| t <= now) {
                 c.conn.handle_timeout(now);
             }
-            if let (Some(error), Some(peer)) = (
-                c.pinger.handle_timeout(now, &self.shared.config.ping),
-                c.peer,
-            ) {
-                self.shared.outputs.push_back(Output::Event(Event::Ping {
+            if let (Some(error), Some(peer)) = (c.pinger.handle_timeout(now, &ping), c.peer) {
+                self.shared.emit(Event::Ping {
                     conn: id,
                     peer,
                     result: Err(error),
-                }));
+                });
             }
-            self.pump(now, id);
+            self.mark(id);
         }
+        self.relay_timeout(now);
+        self.client_timeout(now);
+        self.run(now);
     }
 
     // ----- commands -----
 
-    /// Dials a TCP multiaddr, optionally ending in `/p2p/PEER` (then the handshake
-    /// verifies that peer). The runtime gets [`Output::Dial`].
+    /// Dials a multiaddr: TCP (`/ip4|ip6/.../tcp/PORT[/p2p/PEER]`, the handshake then
+    /// verifies PEER) or a circuit (`.../p2p/RELAY/p2p-circuit/p2p/PEER`), connecting to
+    /// the relay first if needed.
     pub fn dial(&mut self, now: Instant, addr: Multiaddr) -> Result<ConnectionId, DialError> {
-        let (socket, peer) = addr::parse_tcp(&addr)?;
-        let id = self.new_connection(now, Endpoint::Dialer, addr, peer)?;
-        self.shared.outputs.push_back(Output::Dial {
-            conn: id,
-            addr: socket,
-        });
-        Ok(id)
+        let result = match addr::parse_circuit(&addr) {
+            Some(circuit) => self.dial_circuit(now, addr, circuit),
+            None => self.dial_tcp(now, addr),
+        };
+        self.run(now);
+        result
     }
 
     /// Registers a connection the runtime accepted; feed its bytes with
@@ -500,6 +477,7 @@ impl Node {
     pub fn accept(
         &mut self,
         now: Instant,
+        local_addr: SocketAddr,
         remote_addr: SocketAddr,
     ) -> Result<ConnectionId, DialError> {
         let id = self.new_connection(
@@ -507,9 +485,12 @@ impl Node {
             Endpoint::Listener,
             addr::tcp_multiaddr(remote_addr),
             None,
+            Transport::Tcp { connected: true },
         )?;
-        self.conns.get_mut(&id).expect("just inserted").connected = true;
-        self.pump(now, id);
+        self.conns.get_mut(&id).expect("just inserted").local_addr =
+            Some(addr::tcp_multiaddr(local_addr));
+        self.mark(id);
+        self.run(now);
         Ok(id)
     }
 
@@ -546,7 +527,8 @@ impl Node {
             .ok_or(StreamError::ConnectionNotOpen)?;
         let stream = c.conn.open_stream(vec![protocol.to_owned()])?;
         c.streams.insert(stream, StreamRole::App);
-        self.pump(now, conn);
+        self.mark(conn);
+        self.run(now);
         Ok(StreamRef { conn, stream })
     }
 
@@ -563,7 +545,8 @@ impl Node {
             .get_mut(&stream.conn)
             .ok_or(StreamError::ConnectionNotOpen)?;
         let n = c.conn.write(stream.stream, data)?;
-        self.pump(now, stream.conn);
+        self.mark(stream.conn);
+        self.run(now);
         Ok(n)
     }
 
@@ -574,7 +557,8 @@ impl Node {
             .get_mut(&stream.conn)
             .ok_or(StreamError::ConnectionNotOpen)?;
         c.conn.close_stream(stream.stream)?;
-        self.pump(now, stream.conn);
+        self.mark(stream.conn);
+        self.run(now);
         Ok(())
     }
 
@@ -586,7 +570,8 @@ impl Node {
             .ok_or(StreamError::ConnectionNotOpen)?;
         c.streams.remove(&stream.stream);
         c.conn.reset_stream(stream.stream)?;
-        self.pump(now, stream.conn);
+        self.mark(stream.conn);
+        self.run(now);
         Ok(())
     }
 
@@ -594,7 +579,8 @@ impl Node {
     pub fn stream_consumed(&mut self, now: Instant, stream: StreamRef, n: usize) {
         if let Some(c) = self.conns.get_mut(&stream.conn) {
             c.conn.consumed(now, stream.stream, n);
-            self.pump(now, stream.conn);
+            self.mark(stream.conn);
+            self.run(now);
         }
     }
 
@@ -611,7 +597,8 @@ impl Node {
             .get_mut(&conn)
             .ok_or(StreamError::ConnectionNotOpen)?;
         c.pinger.request(count, now);
-        self.pump(now, conn);
+        self.mark(conn);
+        self.run(now);
         Ok(())
     }
 
@@ -619,8 +606,15 @@ impl Node {
     pub fn close(&mut self, now: Instant, conn: ConnectionId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.conn.close();
-            self.pump(now, conn);
+            self.mark(conn);
+            self.run(now);
         }
+    }
+
+    /// Answers a relay decision-hook request ([`Event::RelayAsk`]).
+    pub fn relay_answer(&mut self, now: Instant, ticket: Ticket, allow: bool) {
+        self.relay_hook_answer(now, ticket, allow);
+        self.run(now);
     }
 
     // ----- outputs -----
@@ -632,13 +626,34 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
+        let ping = &self.shared.config.ping;
+        let conns = self
+            .conns
             .values()
-            .filter_map(|c| c.poll_timeout(&self.shared.config.ping))
-            .min()
+            .filter_map(|c| c.poll_timeout(ping))
+            .min();
+        let relay = self.relay.as_ref().and_then(|r| r.policy.poll_timeout());
+        let client = self.client.poll_timeout();
+        [conns, relay, client].into_iter().flatten().min()
     }
 
     // ----- internals -----
+
+    fn dial_tcp(&mut self, now: Instant, addr: Multiaddr) -> Result<ConnectionId, DialError> {
+        let (socket, peer) = addr::parse_tcp(&addr)?;
+        let id = self.new_connection(
+            now,
+            Endpoint::Dialer,
+            addr,
+            peer,
+            Transport::Tcp { connected: false },
+        )?;
+        self.shared.outputs.push_back(Output::Dial {
+            conn: id,
+            addr: socket,
+        });
+        Ok(id)
+    }
 
     fn new_connection(
         &mut self,
@@ -646,6 +661,7 @@ impl Node {
         endpoint: Endpoint,
         remote_addr: Multiaddr,
         expected: Option<PeerId>,
+        transport: Transport,
     ) -> Result<ConnectionId, DialError> {
         if self.conns.len() >= self.shared.config.max_connections {
             return Err(DialError::ConnectionLimit);
@@ -663,17 +679,14 @@ impl Node {
         );
         self.conns.insert(
             id,
-            Conn {
+            Conn::new(
                 conn,
                 endpoint,
                 remote_addr,
-                peer: None,
-                connected: false,
-                streams: Map::default(),
-                pinger: Pinger::new(now, &shared.config.ping),
-                ping_stream: None,
-                ping_opening: false,
-            },
+                transport,
+                now,
+                &shared.config.ping,
+            ),
         );
         Ok(id)
     }
@@ -692,6 +705,24 @@ impl Node {
             if let Ok(stream) = c.conn.open_stream(vec![identify::PUSH_PROTOCOL.to_owned()]) {
                 c.streams.insert(stream, StreamRole::IdentifyPushOut);
             }
+            self.mark(id);
+        }
+        self.run(now);
+    }
+
+    /// Queues a connection for [`Node::run`].
+    fn mark(&mut self, id: ConnectionId) {
+        if let Some(c) = self.conns.get_mut(&id)
+            && !c.queued
+        {
+            c.queued = true;
+            self.dirty.push_back(id);
+        }
+    }
+
+    /// Processes queued connections until none has work left.
+    fn run(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop_front() {
             self.pump(now, id);
         }
     }
@@ -701,32 +732,60 @@ impl Node {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if !c.connected {
+        c.queued = false;
+        if !c.transport.is_connected() && !c.conn.is_closed() {
             return;
         }
-        let shared = &mut self.shared;
         let mut closed = None;
-        while let Some(event) = c.conn.poll_event() {
+        while let Some(event) = self.conns.get_mut(&id).and_then(|c| c.conn.poll_event()) {
             match event {
                 ConnectionEvent::Closed(error) => closed = Some(error),
-                event => c.handle_event(now, id, event, shared, &mut self.peers),
+                event => self.on_connection_event(now, id, event),
             }
         }
-        c.drive_ping(now, shared);
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.drive_ping(now, &mut self.shared);
         if let Some(data) = c.conn.poll_transmit() {
-            shared
-                .outputs
-                .push_back(Output::Transmit { conn: id, data });
+            match &mut c.transport {
+                Transport::Tcp { .. } => {
+                    self.shared
+                        .outputs
+                        .push_back(Output::Transmit { conn: id, data });
+                }
+                Transport::Relayed(relayed) => {
+                    relayed.bytes_out += data.len() as u64;
+                    relayed.outbox.push_back(data);
+                    self.flush_carrier(now, id);
+                }
+            }
         }
-        let Some(error) = closed else { return };
-        let c = self.conns.remove(&id).expect("present above");
-        self.shared.outputs.push_back(Output::Close { conn: id });
+        if let Some(error) = closed {
+            self.retire(now, id, error);
+        }
+    }
+
+    /// Removes a closed connection and tells everyone who cares.
+    fn retire(&mut self, now: Instant, id: ConnectionId, error: ConnectionError) {
+        let Some(c) = self.conns.remove(&id) else {
+            return;
+        };
+        match &c.transport {
+            Transport::Tcp { .. } => self.shared.outputs.push_back(Output::Close { conn: id }),
+            Transport::Relayed(relayed) => self.relayed_closed(now, id, relayed.carrier),
+        }
+        for (stream, role) in c.streams {
+            self.stream_gone(now, StreamRef { conn: id, stream }, role);
+        }
+        self.client_conn_retired(now, id, error.to_string());
         let event = match (c.peer, c.endpoint) {
             (Some(peer), _) => {
                 if let Some(list) = self.peers.get_mut(&peer) {
                     list.retain(|x| *x != id);
                     if list.is_empty() {
                         self.peers.remove(&peer);
+                        self.peer_disconnected(now, peer);
                     }
                 }
                 Event::ConnectionClosed {
@@ -738,7 +797,7 @@ impl Node {
             (None, Endpoint::Dialer) => Event::DialFailed {
                 conn: id,
                 addr: c.remote_addr,
-                error: DialError::Connection(error),
+                error: c.dial_error.unwrap_or(DialError::Connection(error)),
             },
             (None, Endpoint::Listener) => Event::InboundFailed {
                 conn: id,
@@ -746,350 +805,53 @@ impl Node {
                 error,
             },
         };
-        self.shared.outputs.push_back(Output::Event(event));
+        self.shared.emit(event);
+    }
+
+    /// A connection became established: index it and start identify and ping.
+    fn established(&mut self, now: Instant, id: ConnectionId, peer: PeerId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.peer = Some(peer);
+        let relayed = c.transport.is_relayed();
+        let list = self.peers.entry(peer).or_default();
+        // Direct connections first: they are preferred for new streams.
+        if relayed {
+            list.push(id);
+        } else {
+            let first_relayed = list
+                .iter()
+                .position(|x| self.conns.get(x).is_some_and(|c| c.transport.is_relayed()))
+                .unwrap_or(list.len());
+            list.insert(first_relayed, id);
+        }
+        let c = self.conns.get_mut(&id).expect("present");
+        tracing::debug!(conn = %id, %peer, endpoint = ?c.endpoint, relayed, "connection established");
+        self.shared.emit(Event::ConnectionEstablished {
+            conn: id,
+            peer,
+            endpoint: c.endpoint,
+            remote_addr: c.remote_addr.clone(),
+            relayed,
+        });
+        if let Ok(stream) = c.conn.open_stream(vec![identify::PROTOCOL.to_owned()]) {
+            c.streams.insert(
+                stream,
+                StreamRole::IdentifyRequest(identify::Reader::default()),
+            );
+        }
+        self.client_connection_established(now, id, peer);
     }
 }
 
-impl Conn {
-    fn poll_timeout(&self, ping: &PingConfig) -> Option<Instant> {
-        let conn = self.conn.poll_timeout();
-        // While the ping stream is being opened, a due ping waits for it, not for a timer.
-        let ping = if self.conn.is_open() && !self.ping_opening {
-            self.pinger.poll_timeout(ping)
-        } else {
-            None
-        };
-        match (conn, ping) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
+/// Time between `a` and `b`, zero if `b` is earlier.
+fn since(a: Instant, b: Instant) -> Duration {
+    b.saturating_duration_since(a)
+}
 
-    fn emit(shared: &mut Shared, event: Event) {
-        shared.outputs.push_back(Output::Event(event));
-    }
-
-    fn handle_event(
-        &mut self,
-        now: Instant,
-        id: ConnectionId,
-        event: ConnectionEvent,
-        shared: &mut Shared,
-        peers: &mut Map<PeerId, SmallVec<[ConnectionId; 2]>>,
-    ) {
-        match event {
-            ConnectionEvent::Established { peer, .. } => {
-                self.peer = Some(peer);
-                peers.entry(peer).or_default().push(id);
-                tracing::debug!(conn = %id, %peer, endpoint = ?self.endpoint, "connection established");
-                Self::emit(
-                    shared,
-                    Event::ConnectionEstablished {
-                        conn: id,
-                        peer,
-                        endpoint: self.endpoint,
-                        remote_addr: self.remote_addr.clone(),
-                    },
-                );
-                if let Ok(stream) = self.conn.open_stream(vec![identify::PROTOCOL.to_owned()]) {
-                    self.streams.insert(
-                        stream,
-                        StreamRole::IdentifyRequest(identify::Reader::default()),
-                    );
-                }
-            }
-            ConnectionEvent::InboundStream { stream, protocol } => {
-                self.inbound_stream(id, stream, protocol, shared)
-            }
-            ConnectionEvent::OutboundStream { stream, protocol } => {
-                self.outbound_stream(id, stream, protocol, shared);
-            }
-            ConnectionEvent::OutboundFailed { stream, error } => match self.streams.remove(&stream)
-            {
-                Some(StreamRole::App) => {
-                    Self::emit(
-                        shared,
-                        Event::StreamOpenFailed {
-                            stream: StreamRef { conn: id, stream },
-                            error,
-                        },
-                    );
-                }
-                Some(StreamRole::PingOut) => {
-                    self.ping_opening = false;
-                    if let Some(peer) = self.peer {
-                        Self::emit(
-                            shared,
-                            Event::Ping {
-                                conn: id,
-                                peer,
-                                result: Err(PingError::Unavailable),
-                            },
-                        );
-                    }
-                }
-                _ => tracing::debug!(conn = %id, %stream, %error, "internal stream refused"),
-            },
-            ConnectionEvent::Data { stream, data } => {
-                self.stream_data(now, id, stream, data, shared)
-            }
-            ConnectionEvent::Finished(stream) => match self.streams.get_mut(&stream) {
-                Some(StreamRole::App) => {
-                    Self::emit(
-                        shared,
-                        Event::StreamFinished {
-                            stream: StreamRef { conn: id, stream },
-                        },
-                    );
-                }
-                Some(StreamRole::IdentifyRequest(reader) | StreamRole::IdentifyPushIn(reader)) => {
-                    let error = reader.finish();
-                    self.streams.remove(&stream);
-                    let _ = self.conn.reset_stream(stream);
-                    if let Some(peer) = self.peer {
-                        Self::emit(
-                            shared,
-                            Event::IdentifyFailed {
-                                conn: id,
-                                peer,
-                                error,
-                            },
-                        );
-                    }
-                }
-                Some(StreamRole::PingOut) => {
-                    self.streams.remove(&stream);
-                    self.ping_stream = None;
-                    let _ = self.conn.close_stream(stream);
-                }
-                Some(_) => {
-                    self.streams.remove(&stream);
-                    let _ = self.conn.close_stream(stream);
-                }
-                None => {}
-            },
-            ConnectionEvent::Reset(stream) => match self.streams.remove(&stream) {
-                Some(StreamRole::App) => {
-                    Self::emit(
-                        shared,
-                        Event::StreamReset {
-                            stream: StreamRef { conn: id, stream },
-                        },
-                    );
-                }
-                Some(StreamRole::PingOut) => self.ping_stream = None,
-                _ => {}
-            },
-            ConnectionEvent::Writable(stream) => {
-                if let Some(StreamRole::App) = self.streams.get(&stream) {
-                    Self::emit(
-                        shared,
-                        Event::StreamWritable {
-                            stream: StreamRef { conn: id, stream },
-                        },
-                    );
-                }
-            }
-            ConnectionEvent::Rtt(_) | ConnectionEvent::Closed(_) => {}
-        }
-    }
-
-    fn inbound_stream(
-        &mut self,
-        id: ConnectionId,
-        stream: StreamId,
-        protocol: String,
-        shared: &mut Shared,
-    ) {
-        let role = match protocol.as_str() {
-            identify::PROTOCOL => {
-                let info = identify::Info {
-                    public_key: shared.keypair.public(),
-                    protocol_version: shared.config.protocol_version.clone(),
-                    agent_version: shared.config.agent_version.clone(),
-                    listen_addrs: shared.listen_addrs.clone(),
-                    protocols: shared.protocols.iter().map(str::to_owned).collect(),
-                    observed_addr: Some(self.remote_addr.clone()),
-                };
-                let _ = self.conn.write(stream, &info.encode());
-                let _ = self.conn.close_stream(stream);
-                StreamRole::Discard
-            }
-            identify::PUSH_PROTOCOL => StreamRole::IdentifyPushIn(identify::Reader::default()),
-            ping::PROTOCOL => StreamRole::PingIn(Echo::default()),
-            _ => {
-                let Some(peer) = self.peer else { return };
-                Self::emit(
-                    shared,
-                    Event::InboundStream {
-                        stream: StreamRef { conn: id, stream },
-                        peer,
-                        protocol,
-                    },
-                );
-                StreamRole::App
-            }
-        };
-        self.streams.insert(stream, role);
-    }
-
-    fn outbound_stream(
-        &mut self,
-        id: ConnectionId,
-        stream: StreamId,
-        protocol: String,
-        shared: &mut Shared,
-    ) {
-        match self.streams.get(&stream) {
-            Some(StreamRole::App) => {
-                let Some(peer) = self.peer else { return };
-                Self::emit(
-                    shared,
-                    Event::StreamOpened {
-                        stream: StreamRef { conn: id, stream },
-                        peer,
-                        protocol,
-                    },
-                );
-            }
-            Some(StreamRole::IdentifyPushOut) => {
-                let info = identify::Info {
-                    public_key: shared.keypair.public(),
-                    protocol_version: shared.config.protocol_version.clone(),
-                    agent_version: shared.config.agent_version.clone(),
-                    listen_addrs: shared.listen_addrs.clone(),
-                    protocols: shared.protocols.iter().map(str::to_owned).collect(),
-                    observed_addr: Some(self.remote_addr.clone()),
-                };
-                let _ = self.conn.write(stream, &info.encode());
-                let _ = self.conn.close_stream(stream);
-                self.streams.insert(stream, StreamRole::Discard);
-            }
-            Some(StreamRole::PingOut) => {
-                self.ping_opening = false;
-                self.ping_stream = Some(stream);
-            }
-            _ => {}
-        }
-    }
-
-    fn stream_data(
-        &mut self,
-        now: Instant,
-        id: ConnectionId,
-        stream: StreamId,
-        data: Bytes,
-        shared: &mut Shared,
-    ) {
-        let len = data.len();
-        let Some(role) = self.streams.get_mut(&stream) else {
-            self.conn.consumed(now, stream, len);
-            return;
-        };
-        match role {
-            StreamRole::App => {
-                Self::emit(
-                    shared,
-                    Event::StreamData {
-                        stream: StreamRef { conn: id, stream },
-                        data,
-                    },
-                );
-                return;
-            }
-            StreamRole::IdentifyRequest(reader) | StreamRole::IdentifyPushIn(reader) => {
-                let result = reader.push(&data);
-                let peer = self
-                    .peer
-                    .expect("streams exist only on established connections");
-                match result {
-                    Ok(None) => {}
-                    Ok(Some(info)) => {
-                        self.streams.insert(stream, StreamRole::Discard);
-                        let _ = self.conn.close_stream(stream);
-                        Self::emit(
-                            shared,
-                            Event::Identified {
-                                conn: id,
-                                peer,
-                                info: Box::new(info),
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        self.streams.remove(&stream);
-                        let _ = self.conn.reset_stream(stream);
-                        Self::emit(
-                            shared,
-                            Event::IdentifyFailed {
-                                conn: id,
-                                peer,
-                                error,
-                            },
-                        );
-                    }
-                }
-            }
-            StreamRole::PingIn(echo) => {
-                if let Some(answer) = echo.handle(&data) {
-                    let _ = self.conn.write(stream, &answer);
-                }
-            }
-            StreamRole::PingOut => {
-                let outcome = self.pinger.handle_answer(now, &data, &shared.config.ping);
-                let peer = self
-                    .peer
-                    .expect("streams exist only on established connections");
-                match outcome {
-                    PingOutcome::Pending => {}
-                    PingOutcome::Rtt(rtt) => Self::emit(
-                        shared,
-                        Event::Ping {
-                            conn: id,
-                            peer,
-                            result: Ok(rtt),
-                        },
-                    ),
-                    PingOutcome::Failed(error) => {
-                        Self::emit(
-                            shared,
-                            Event::Ping {
-                                conn: id,
-                                peer,
-                                result: Err(error),
-                            },
-                        );
-                    }
-                }
-            }
-            StreamRole::IdentifyPushOut | StreamRole::Discard => {}
-        }
-        self.conn.consumed(now, stream, len);
-    }
-
-    /// Opens the ping stream when needed and sends a ping when one is due.
-    fn drive_ping(&mut self, now: Instant, shared: &mut Shared) {
-        if !self.conn.is_open() || self.pinger.is_outstanding() {
-            return;
-        }
-        let due = self
-            .pinger
-            .poll_timeout(&shared.config.ping)
-            .is_some_and(|t| t <= now);
-        if !due {
-            return;
-        }
-        let Some(stream) = self.ping_stream else {
-            if !self.ping_opening {
-                if let Ok(stream) = self.conn.open_stream(vec![ping::PROTOCOL.to_owned()]) {
-                    self.streams.insert(stream, StreamRole::PingOut);
-                    self.ping_opening = true;
-                }
-            }
-            return;
-        };
-        if let Some(payload) = self.pinger.poll_send(now, &mut shared.rng) {
-            let _ = self.conn.write(stream, &payload);
-        }
-    }
+/// The limit of relayed connections, read from the relay's answer.
+fn limit_from_wire(limit: Option<&crate::wire::proto::Limit>, agent: Option<&str>) -> Limit {
+    let js = agent.is_some_and(|a| a.starts_with("js-libp2p"));
+    Limit::from_wire(limit, js)
 }

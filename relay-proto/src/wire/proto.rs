@@ -291,6 +291,23 @@ pub struct Envelope {
     pub signature: Vec<u8>,
 }
 
+impl Status {
+    /// The status as the circuit v2 `.proto` file names it, e.g. `RESERVATION_REFUSED`.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Status::Unused => "UNUSED",
+            Status::Ok => "OK",
+            Status::ReservationRefused => "RESERVATION_REFUSED",
+            Status::ResourceLimitExceeded => "RESOURCE_LIMIT_EXCEEDED",
+            Status::PermissionDenied => "PERMISSION_DENIED",
+            Status::ConnectionFailed => "CONNECTION_FAILED",
+            Status::NoReservation => "NO_RESERVATION",
+            Status::MalformedMessage => "MALFORMED_MESSAGE",
+            Status::UnexpectedMessage => "UNEXPECTED_MESSAGE",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
