@@ -1,5 +1,10 @@
 //! Interop with rust-libp2p 0.57 from crates.io, both directions: TCP, Noise, Yamux,
-//! identify and ping, a 16 MiB echo over one stream, and 100 concurrent streams.
+//! identify and ping, a 16 MiB echo over one stream, 100 concurrent streams, and the
+//! perf protocol.
+//!
+//! rust-libp2p's own perf crate does not build against 0.57, so the perf peer on its side
+//! is written here from the spec, over libp2p-stream, independently of
+//! `relay_runtime::perf`.
 
 use std::time::Duration;
 
@@ -9,6 +14,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
 use relay_proto::Event;
 use relay_proto::identity::{Keypair, PeerId, keypair_from_seed};
+use relay_runtime::perf::{self, PerfServed};
 use relay_tests::suite::{self, ECHO};
 use relay_tests::{echo, exchange, payload, sha256};
 use relay_tokio::Tokio;
@@ -208,6 +214,109 @@ async fn rust_libp2p_dials_us() {
             }
         });
         futures::future::join_all(streams).await;
+        ours.shutdown().await;
+    })
+    .await
+}
+
+const PERF: StreamProtocol = StreamProtocol::new(perf::PROTOCOL);
+
+/// The perf client of the spec, on a rust-libp2p stream: returns (uploaded, received).
+async fn spec_perf_client(
+    mut stream: libp2p::Stream,
+    upload: usize,
+    download: u64,
+) -> std::io::Result<(usize, usize)> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(&download.to_be_bytes()).await?;
+    stream.write_all(&payload(upload, 3)).await?;
+    stream.close().await?;
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).await?;
+    Ok((upload, back.len()))
+}
+
+/// The perf server of the spec, on a rust-libp2p stream: returns (uploaded, sent).
+async fn spec_perf_server(mut stream: libp2p::Stream) -> std::io::Result<(usize, u64)> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let mut header = [0u8; 8];
+    stream.read_exact(&mut header).await?;
+    let requested = u64::from_be_bytes(header);
+    let mut upload = Vec::new();
+    stream.read_to_end(&mut upload).await?;
+    let answer = vec![0x5a; usize::try_from(requested).expect("small in tests")];
+    stream.write_all(&answer).await?;
+    stream.close().await?;
+    Ok((upload.len(), requested))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_libp2p_perf_client_against_our_server() {
+    let rt = Tokio::current();
+    suite::within(&rt, Duration::from_secs(60), async {
+        let ours = suite::node(&rt, 204, Default::default());
+        let mut served = suite::serve_perf(&rt, &ours);
+        let our_addr = ours.listen_addrs()[0].clone();
+
+        let mut swarm = rust_swarm(keypair_from_seed(205));
+        let mut control = swarm.behaviour().stream.new_control();
+        swarm
+            .dial(our_addr.with(libp2p::multiaddr::Protocol::P2p(ours.peer_id())))
+            .unwrap();
+        let mut rust_events = spawn_swarm(swarm);
+        rust_saw_identify_and_ping(&mut rust_events, ours.peer_id()).await;
+
+        for (upload, download) in [(0, 0), (3 << 20, 5 << 20), (100_000, 1)] {
+            let stream = control.open_stream(ours.peer_id(), PERF).await.unwrap();
+            let (sent, received) = spec_perf_client(stream, upload, download).await.unwrap();
+            assert_eq!((sent, received as u64), (upload, download));
+            let server = served.next().await.expect("server running").unwrap();
+            assert_eq!(
+                server,
+                PerfServed {
+                    uploaded: upload as u64,
+                    downloaded: download
+                }
+            );
+        }
+        ours.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_perf_client_against_rust_libp2p_server() {
+    let rt = Tokio::current();
+    suite::within(&rt, Duration::from_secs(60), async {
+        let (swarm, addr) = rust_listener(keypair_from_seed(206)).await;
+        let rust_peer = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().stream.new_control();
+        let mut incoming = control.accept(PERF).unwrap();
+        let (served_tx, mut served) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((_, stream)) = incoming.next().await {
+                let served_tx = served_tx.clone();
+                tokio::spawn(async move {
+                    let _ = served_tx.send(spec_perf_server(stream).await);
+                });
+            }
+        });
+        let _rust_events = spawn_swarm(swarm);
+
+        let ours = suite::node(&rt, 207, Default::default());
+        ours.dial(addr.with(libp2p::multiaddr::Protocol::P2p(rust_peer)))
+            .await
+            .unwrap();
+        for (upload, download) in [(0, 0), (5 << 20, 3 << 20), (1, 100_000)] {
+            let stream = ours.open_stream(rust_peer, perf::PROTOCOL).await.unwrap();
+            let result = perf::run(stream, upload, download).await.unwrap();
+            assert_eq!(
+                (result.upload_bytes, result.download_bytes),
+                (upload, download)
+            );
+            let (uploaded, sent) = served.recv().await.expect("server running").unwrap();
+            assert_eq!((uploaded as u64, sent), (upload, download));
+        }
         ours.shutdown().await;
     })
     .await
