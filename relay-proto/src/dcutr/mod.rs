@@ -102,6 +102,11 @@ mod outcome;
 mod punch;
 mod stats;
 
+#[cfg(test)]
+mod pair;
+#[cfg(test)]
+mod pair_tests;
+
 pub use addrs::{MAX_CANDIDATES, candidate, filter_candidates, local_candidates, reachable};
 pub use config::HolePunchConfig;
 pub use message::{DcutrError, Message, MessageReader, encode_connect, encode_sync};
