@@ -14,6 +14,7 @@
 
 pub mod circuit;
 pub mod conn;
+pub mod dcutr;
 pub mod hop;
 pub mod identify;
 pub mod identity;
