@@ -40,6 +40,9 @@ mod maintain;
 pub mod score;
 pub mod select;
 
+#[cfg(test)]
+mod tests;
+
 pub use candidate::{Candidate, CandidateInfo, CandidateState, Source};
 pub use config::{
     Activation, AutoRelayConfig, BackoffConfig, ConfigError, Reachability, ScoreConfig,
