@@ -41,6 +41,8 @@ pub mod score;
 pub mod select;
 
 #[cfg(test)]
+mod prop;
+#[cfg(test)]
 mod tests;
 
 pub use candidate::{Candidate, CandidateInfo, CandidateState, Source};
