@@ -86,9 +86,17 @@ impl Backoff {
         self.until.is_some_and(|u| now < u)
     }
 
-    /// When the backoff ends, if one was set.
+    /// When the backoff ends, if one was set and not yet [`expire`](Self::expire)d.
     pub(crate) fn until(&self) -> Option<Instant> {
         self.until
+    }
+
+    /// Forgets the end of a backoff that is over at `now`, so that it is no deadline any
+    /// more; the count of consecutive failures stays.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        if self.until.is_some_and(|u| u <= now) {
+            self.until = None;
+        }
     }
 
     /// Records a failure at `now` and returns the wait it imposes.
@@ -179,10 +187,12 @@ impl Entry {
             && now.saturating_duration_since(self.last_seen) >= config.max_candidate_age
     }
 
-    /// The earliest deadline of this candidate's state at which AutoRelay must act.
+    /// The earliest deadline of this candidate's state at which AutoRelay must act. For an
+    /// idle candidate that is the end of its backoff: it may be chosen again from then on,
+    /// and must be at once if a slot is free, not at the next detection tick.
     pub(crate) fn deadline(&self, config: &AutoRelayConfig) -> Option<Instant> {
         match self.state {
-            CandidateState::Idle => None,
+            CandidateState::Idle => self.backoff.until(),
             CandidateState::Reserving { deadline } => Some(deadline),
             CandidateState::Held { expires_at, .. } => {
                 let heartbeat = config

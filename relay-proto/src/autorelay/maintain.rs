@@ -5,7 +5,9 @@
 //! 1. expire: a reservation attempt past `discovery_timeout` fails with `Timeout`; a held
 //!    reservation past its expiry fails with `NotRenewed`, one silent past
 //!    `heartbeat_timeout` with `HeartbeatTimeout`; a peer source query past
-//!    `peer_source_timeout` is reported as `PeerSourceTimeout`;
+//!    `peer_source_timeout` is reported as `PeerSourceTimeout`; backoffs over by now are
+//!    cleared (a backoff's end is a deadline of [`poll_timeout`](AutoRelay::poll_timeout),
+//!    so a relay free again is chosen at once, not at the next detection tick);
 //! 2. every `detection_interval`: forget stale dynamic candidates;
 //! 3. fill: request reservations on chosen candidates until `max_relay_peers` are held
 //!    or requested;
@@ -164,6 +166,10 @@ impl AutoRelay {
     pub(super) fn run(&mut self, now: Instant) {
         if self.is_active() {
             self.expire(now);
+            // Backoffs over by now are no deadline any more (see `Entry::deadline`).
+            for e in &mut self.entries {
+                e.backoff.expire(now);
+            }
             if self.next_tick.is_none_or(|t| t <= now) {
                 self.entries.retain(|e| !e.is_stale(now, &self.config));
                 self.next_tick = Some(after(now, self.config.detection_interval));

@@ -59,7 +59,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn config(policy: u8, activation: bool, threshold: f64) -> AutoRelayConfig {
+pub(super) fn config(policy: u8, activation: bool, threshold: f64) -> AutoRelayConfig {
     AutoRelayConfig {
         enabled: true,
         static_relay_peers: vec![addr(1), addr(2)],
@@ -184,8 +184,24 @@ impl Checker {
     }
 }
 
+/// 512 random cases a run, or `PROPTEST_CASES` if set (CI sets more). The cases are
+/// random every run; proptest records each failure's seed in
+/// `relay-proto/proptest-regressions/autorelay/prop.txt` and replays it first on later
+/// runs (commit that file with the fix), and CI prints the file when this test fails.
+fn cases() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_some() {
+        default
+    } else {
+        ProptestConfig {
+            cases: 512,
+            ..default
+        }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases())]
 
     #[test]
     fn invariants_hold(

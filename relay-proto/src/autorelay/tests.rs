@@ -694,3 +694,37 @@ fn a_free_slot_at_refresh_is_filled_rather_than_swapping_in_and_out() {
     );
     assert_eq!(h.ar.current_relays(), [held[0]]);
 }
+
+/// Regression (found by `prop::invariants_hold`): a static relay whose backoff ended
+/// between two detection ticks waited for the next tick while a slot was free, because
+/// the end of a backoff was no deadline in `poll_timeout`. Minimal input: seed 0, policy
+/// quality, always active, threshold 0.8, ops `[Wait(171), Wait(260),
+/// AcceptPending(0, 30), Disconnect(1), Wait(3), Wait(7), Start]`.
+#[test]
+fn a_relay_is_requested_again_as_soon_as_its_backoff_ends() {
+    let mut h = Harness::started(super::prop::config(0, true, 0.8), 0);
+    h.advance(171 * SEC);
+    h.advance(260 * SEC);
+    let pending = h.ar.reserving_relays()[0];
+    let expires = h.now + 30 * SEC;
+    h.ar.reservation_accepted(h.now, pending, expires);
+    h.ar.relay_disconnected(h.now, peer(1));
+    h.drain();
+    h.advance(3 * SEC);
+    h.advance(7 * SEC);
+    h.ar.start(h.now).unwrap();
+    h.drain();
+    let infos = h.ar.candidates(h.now);
+    let in_use = infos
+        .iter()
+        .filter(|c| c.state != CandidateState::Idle)
+        .count();
+    let waiting: Vec<_> = infos
+        .iter()
+        .filter(|c| c.state == CandidateState::Idle && c.backoff_until.is_none())
+        .collect();
+    assert!(
+        in_use == h.ar.config().max_relay_peers || waiting.is_empty(),
+        "free slot while {waiting:?} waits"
+    );
+}
