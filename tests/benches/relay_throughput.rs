@@ -18,8 +18,8 @@
 //! the circuit and their own to the relay), so on a small machine they, not the relay,
 //! may bound the throughput; the relay's CPU per GiB shows its own cost either way.
 //!
-//! Our relay binary is built first with `cargo build --release -p relay-cli` (set
-//! `RELAY_BIN` to use another). Both relays lift their limits: ours with `--unlimited`,
+//! Our relay binary is built first with `cargo build --release -p relay-cli` into
+//! `target/relay-bench/` (the first run compiles it; set `RELAY_BIN` to use another). Both relays lift their limits: ours with `--unlimited`,
 //! rust-libp2p's as `tests/src/bin/rust-relay.rs` says. rust-libp2p marks relayed
 //! connections "limited"; our clients open streams on them all the same.
 
