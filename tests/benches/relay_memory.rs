@@ -21,6 +21,9 @@
 //! in resident set size (RSS); the table also gives PSS and the increase from the
 //! connected state alone, which leaves out the clients' connections.
 //!
+//! Our relay binary is built first with `cargo build --release -p relay-cli` into
+//! `target/relay-bench/` (the first run compiles it; set `RELAY_BIN` to use another).
+//!
 //! File descriptors: the relay holds one socket per client node and this process one per
 //! client connection, far below common limits; the soft limit is raised to the hard one
 //! if needed anyway (the relay process inherits it).

@@ -91,11 +91,30 @@ fn build_relay_cli() -> Result<PathBuf, String> {
     let target = target.join("relay-bench");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("building the relay binary: cargo build --release -p relay-cli");
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args(["build", "--release", "-p", "relay-cli", "--bin", "relay"])
         .arg("--target-dir")
         .arg(&target)
-        .current_dir(workspace)
+        .current_dir(workspace);
+    // Cargo gives the benchmark this crate's package variables; cargo compares them with
+    // those relay-cli was built with and would rebuild it on every run.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_EXE_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || name == "CARGO_PRIMARY_PACKAGE"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let status = command
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
