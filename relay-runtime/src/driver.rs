@@ -447,13 +447,7 @@ impl<R: Runtime> Driver<R> {
 
     fn on_stream_command(&mut self, now: Instant, command: StreamCommand) {
         match command {
-            StreamCommand::Write(stream, data) => {
-                let Some(entry) = self.streams.get_mut(&stream) else {
-                    return;
-                };
-                entry.pending.push_back(data);
-                self.flush_writes(now, stream);
-            }
+            StreamCommand::Write(stream) => self.flush_writes(now, stream),
             StreamCommand::Consumed(stream, n) => self.node.stream_consumed(now, stream, n),
             StreamCommand::Close(stream) => {
                 let Some(entry) = self.streams.get_mut(&stream) else {
@@ -499,6 +493,8 @@ impl<R: Runtime> Driver<R> {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
+        let written = entry.state.lock().expect("not poisoned").take_writes();
+        entry.pending.extend(written);
         let mut accepted = 0;
         while let Some(front) = entry.pending.front_mut().filter(|_| !congested) {
             match self.node.stream_write(now, stream, front) {
@@ -516,6 +512,7 @@ impl<R: Runtime> Driver<R> {
                     let mut state = entry.state.lock().expect("not poisoned");
                     state.reset = true;
                     state.write_pending = 0;
+                    state.discard_writes();
                     state.wake_writer();
                     state.wake_reader();
                     return;
