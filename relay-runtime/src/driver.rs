@@ -232,7 +232,6 @@ async fn read_loop(
             _ = stop => return,
             r = reader.read(&mut buf[..len]).fuse() => r.unwrap_or(0),
         };
-
         let event = if n == 0 {
             SocketEvent::Eof { conn }
         } else {
