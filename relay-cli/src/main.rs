@@ -4,10 +4,13 @@
 //! with an `"event"` field (see CONTRACT.md). Errors are one line on stderr and a
 //! non-zero exit status.
 
+mod config;
 mod events;
 mod identity;
+mod metrics;
 mod output;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -50,6 +53,13 @@ struct IdentityArgs {
 struct ServeArgs {
     #[command(flatten)]
     identity: IdentityArgs,
+    /// A YAML file with the seed's `node.relay` schema (see config/relay.example.yaml);
+    /// flags override it. Without it an embedded default runs the relay service.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
     /// A TCP multiaddr to listen on; may repeat (default /ip4/0.0.0.0/tcp/4001).
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
@@ -131,7 +141,7 @@ fn main() -> ExitCode {
                 &serde_json::json!({"event": "id", "peer_id": k.public().to_peer_id().to_string()}),
             )
         }),
-        Command::Serve(args) => run::block_on(run::serve(args)),
+        Command::Serve(args) => run::block_on(serve::serve(args)),
         Command::Listen(args) => run::block_on(run::listen(args)),
         Command::Dial(args) => run::block_on(run::dial(args)),
     };

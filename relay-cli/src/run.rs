@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use relay_proto::Multiaddr;
-use relay_proto::hop::{RateLimits, RelayConfig};
 use relay_proto::node::Config;
 use relay_proto::node::addr::{parse_circuit, parse_tcp, peer_of};
 use relay_tokio::Node;
@@ -14,7 +13,7 @@ use serde_json::json;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::output::emit;
-use crate::{DialArgs, ListenArgs, ServeArgs, events, identity};
+use crate::{DialArgs, ListenArgs, events, identity};
 
 /// The echo protocol `relay listen` answers, for tests and scripts.
 pub(crate) const ECHO_PROTOCOL: &str = "/echo/1.0.0";
@@ -28,7 +27,7 @@ pub(crate) fn block_on<F: Future<Output = Result<(), String>>>(future: F) -> Res
         .block_on(future)
 }
 
-async fn hold(seconds: Option<f64>) {
+pub(crate) async fn hold(seconds: Option<f64>) {
     match seconds {
         Some(s) if s.is_finite() && s >= 0.0 => {
             tokio::time::sleep(Duration::from_secs_f64(s)).await
@@ -54,7 +53,7 @@ fn listen_sockets(addrs: &[Multiaddr], default: bool) -> Result<Vec<SocketAddr>,
         .collect()
 }
 
-fn start(
+pub(crate) fn start(
     keypair: relay_proto::identity::Keypair,
     config: Config,
     listen: &[SocketAddr],
@@ -68,7 +67,7 @@ fn start(
         .map_err(|e| format!("cannot start the node: {e}"))
 }
 
-fn announce(node: &Node) {
+pub(crate) fn announce(node: &Node) {
     emit(&json!({
         "event": "listening",
         "peer_id": node.peer_id().to_string(),
@@ -94,52 +93,8 @@ async fn report_until(node: &Node, seconds: Option<f64>) -> Result<(), String> {
     Ok(())
 }
 
-/// The relay settings of `relay serve`: the defaults with the flags applied.
-fn relay_config(args: &ServeArgs) -> RelayConfig {
-    let mut config = RelayConfig::default();
-    if let Some(n) = args.max_reservations {
-        config.max_reservations = n;
-    }
-    if let Some(n) = args.max_reservations_per_peer {
-        config.max_reservations_per_peer = n;
-    }
-    if let Some(n) = args.max_circuits {
-        config.max_circuits = n;
-    }
-    if let Some(n) = args.max_circuit_bytes {
-        config.max_circuit_bytes = n;
-    }
-    if let Some(s) = args.max_circuit_duration {
-        config.max_circuit_duration = Duration::from_secs(s);
-    }
-    if args.unlimited {
-        config.max_circuit_bytes = 0;
-        config.max_circuit_duration = Duration::ZERO;
-        config.rate = RateLimits::off();
-    }
-    config
-}
-
-pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
-    let keypair = identity::load(&args.identity)?;
-    let relay = relay_config(&args);
-    relay
-        .validate()
-        .map_err(|e| format!("invalid relay configuration: {e}"))?;
-    let config = Config {
-        relay: Some(relay),
-        ..Config::default()
-    };
-    let node = start(keypair, config, &listen_sockets(&args.listen, true)?)?;
-    serve_app_protocols(&node)?;
-    announce(&node);
-    report_until(&node, args.hold).await?;
-    node.shutdown().await;
-    Ok(())
-}
-
 /// Answers echo and perf, as `listen` and `serve` both do.
-fn serve_app_protocols(node: &Node) -> Result<(), String> {
+pub(crate) fn serve_app_protocols(node: &Node) -> Result<(), String> {
     let mut echo = node.accept(ECHO_PROTOCOL).map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         while let Some(stream) = echo.next().await {

@@ -12,8 +12,10 @@
 //! 3. Protocols over streams: [`identify`], [`ping`].
 //! 4. [`node`]: one local peer composing all of the above.
 
+pub mod autorelay;
 pub mod circuit;
 pub mod conn;
+pub mod dcutr;
 pub mod hop;
 pub mod identify;
 pub mod identity;

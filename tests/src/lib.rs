@@ -3,8 +3,13 @@
 //!
 //! Each `suite::*` function takes a [`relay_runtime::Runtime`] and runs one scenario on
 //! loopback; `relay-tokio` and `relay-async-std` call every one of them from their own
-//! test files, so both runtimes are held to the same behaviour.
+//! test files, so both runtimes are held to the same behaviour. [`natlab`] is the NAT
+//! lab: Linux network namespaces with real kernel NAT, for tests that run real binaries
+//! behind NATs. [`bench`] holds what the relay benchmarks in `benches/` share: relay
+//! servers in child processes and `/proc` readings.
 
+pub mod bench;
+pub mod natlab;
 pub mod suite;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};

@@ -280,6 +280,7 @@ pub struct Connection {
     scratch: Vec<u8>,
     events: VecDeque<ConnectionEvent>,
     yamux_config: yamux::Config,
+    upgrade_timeout: Duration,
 }
 
 impl std::fmt::Debug for Connection {
@@ -326,6 +327,7 @@ impl Connection {
             scratch: Vec::new(),
             events: VecDeque::new(),
             yamux_config: config.yamux.clone(),
+            upgrade_timeout: config.upgrade_timeout,
         };
         conn.transmit.extend_from_slice(&out);
         conn
@@ -402,6 +404,14 @@ impl Connection {
     }
 
     // ----- mutators -----
+
+    /// The transport under the connection is ready (the TCP dial completed, the relay
+    /// made the circuit): the upgrade timeout counts from now.
+    pub fn transport_ready(&mut self, now: Instant) {
+        if self.upgrade_deadline.is_some() {
+            self.upgrade_deadline = Some(now + self.upgrade_timeout);
+        }
+    }
 
     /// Opens a stream proposing `protocols` in order of preference.
     pub fn open_stream(&mut self, protocols: Vec<String>) -> Result<StreamId, StreamError> {

@@ -57,7 +57,6 @@ fn decrement<K: std::hash::Hash + Eq>(counts: &mut Map<K, u32>, key: K) {
 
 /// The base instant of a test; tests offset every other instant from it.
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // the one clock read, in tests only
 fn test_base() -> std::time::Instant {
-    std::time::Instant::now()
+    crate::test_now()
 }

@@ -25,6 +25,9 @@ use crate::wire::proto::{HopMessage, HopType, Peer, Status, StopType};
 pub struct ClientConfig {
     /// Whether relayed connections are accepted and dialed at all.
     pub enabled: bool,
+    /// How long a relay may take to answer a RESERVE or CONNECT (the seed's
+    /// `hop_timeout`), and a peer to finish a stop request.
+    pub hop_timeout: Duration,
     /// Renew a reservation this long before it expires (or at half its life, if
     /// sooner).
     pub refresh_margin: Duration,
@@ -36,6 +39,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            hop_timeout: Duration::from_secs(30),
             refresh_margin: Duration::from_secs(60),
             max_relayed_connections: 256,
         }
@@ -55,6 +59,8 @@ pub enum ReservationLoss {
     Expired,
     /// The relay broke the protocol.
     Protocol(String),
+    /// The relay did not answer within the hop timeout.
+    Timeout,
     /// The application cancelled it.
     Cancelled,
 }
@@ -240,7 +246,7 @@ impl Node {
         }));
         let id = self.new_connection(now, Endpoint::Dialer, addr, Some(circuit.dst), transport)?;
         match relay_conn {
-            Some(conn) => self.request_circuit(conn, id),
+            Some(conn) => self.request_circuit(now, conn, id),
             None => {
                 let relay_addr = circuit.relay_addr.expect("checked above");
                 match self.dial_tcp(now, relay_addr) {
@@ -260,7 +266,7 @@ impl Node {
         Ok(id)
     }
 
-    fn request_reservation(&mut self, _now: Instant, relay: PeerId) {
+    fn request_reservation(&mut self, now: Instant, relay: PeerId) {
         let Some(r) = self.client.reservations.get_mut(&relay) else {
             return;
         };
@@ -274,12 +280,13 @@ impl Node {
                     .insert(stream, StreamRole::ReserveOut(MessageReader::default()));
                 r.requesting = true;
                 self.mark(conn);
+                self.arm_deadline(now, StreamRef { conn, stream }, false);
             }
             Err(error) => tracing::debug!(%relay, %error, "cannot open hop stream"),
         }
     }
 
-    fn request_circuit(&mut self, relay_conn: ConnectionId, relayed: ConnectionId) {
+    fn request_circuit(&mut self, now: Instant, relay_conn: ConnectionId, relayed: ConnectionId) {
         let Some(c) = self.conns.get_mut(&relay_conn) else {
             return;
         };
@@ -293,13 +300,21 @@ impl Node {
                     },
                 );
                 self.mark(relay_conn);
+                self.arm_deadline(
+                    now,
+                    StreamRef {
+                        conn: relay_conn,
+                        stream,
+                    },
+                    false,
+                );
             }
             Err(error) => self.fail_relayed(relayed, DialError::RelayProtocol(error.to_string())),
         }
     }
 
     /// A relayed dial failed before its circuit existed.
-    fn fail_relayed(&mut self, relayed: ConnectionId, error: DialError) {
+    pub(super) fn fail_relayed(&mut self, relayed: ConnectionId, error: DialError) {
         let Some(c) = self.conns.get_mut(&relayed) else {
             return;
         };
@@ -323,7 +338,7 @@ impl Node {
                     }
                     self.request_reservation(now, relay);
                 }
-                Pending::Circuit(relayed) => self.request_circuit(id, relayed),
+                Pending::Circuit(relayed) => self.request_circuit(now, id, relayed),
             }
         }
     }
@@ -509,6 +524,11 @@ impl Node {
         }
     }
 
+    /// A relay did not answer our RESERVE in time.
+    pub(super) fn reservation_timed_out(&mut self, now: Instant, conn: ConnectionId) {
+        self.reservation_failed(now, conn, ReservationLoss::Timeout);
+    }
+
     fn relay_of_conn(&self, conn: ConnectionId) -> Option<PeerId> {
         self.client
             .reservations
@@ -679,6 +699,7 @@ impl Node {
             r.limit = limit;
             r.started = now;
         }
+        c.conn.transport_ready(now);
         self.mark(relayed);
         self.put_role(s, StreamRole::Carrier { relayed });
         if !rest.is_empty() {

@@ -209,7 +209,12 @@ impl Conn {
     }
 
     pub(super) fn poll_timeout(&self, ping: &PingConfig) -> Option<Instant> {
-        let conn = self.conn.poll_timeout();
+        // Until its transport is up, a connection's own timers wait.
+        let conn = if self.transport.is_connected() {
+            self.conn.poll_timeout()
+        } else {
+            None
+        };
         // While the ping stream is being opened, a due ping waits for it, not a timer.
         let ping = if self.conn.is_open() && !self.ping_opening {
             self.pinger.poll_timeout(ping)

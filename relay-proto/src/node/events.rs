@@ -47,6 +47,10 @@ pub enum Event {
         conn: ConnectionId,
         /// The remote peer.
         peer: PeerId,
+        /// Whether we dialed or accepted.
+        endpoint: Endpoint,
+        /// Whether the connection ran through a relay.
+        relayed: bool,
         /// Why.
         error: ConnectionError,
     },

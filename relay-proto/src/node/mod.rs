@@ -123,6 +123,9 @@ pub enum DialError {
     /// The relay refused or could not make the circuit (the seed's "circuit failed").
     #[error("circuit failed: relay answered {0:?}")]
     CircuitFailed(crate::wire::proto::Status),
+    /// The relay did not answer within the hop timeout (the seed's "hop timeout").
+    #[error("hop timeout: the relay did not answer")]
+    HopTimeout,
     /// The relay did not answer as the protocol says.
     #[error("circuit failed: {0}")]
     RelayProtocol(String),
@@ -251,6 +254,8 @@ pub struct Node {
     peers: Map<PeerId, SmallVec<[ConnectionId; 2]>>,
     /// Connections with events or bytes to process, in order.
     dirty: VecDeque<ConnectionId>,
+    /// When relay requests in flight must have been answered.
+    deadlines: std::collections::BTreeSet<(Instant, StreamRef)>,
     relay: Option<relay::RelayService>,
     client: client::Client,
     next_conn: u64,
@@ -310,6 +315,7 @@ impl Node {
             conns: Map::default(),
             peers: Map::default(),
             dirty: VecDeque::new(),
+            deadlines: Default::default(),
             relay,
             client: client::Client::default(),
             next_conn: 0,
@@ -401,6 +407,7 @@ impl Node {
                 };
                 c.local_addr = Some(addr::tcp_multiaddr(local_addr));
                 c.transport = Transport::Tcp { connected: true };
+                c.conn.transport_ready(now);
                 self.mark(conn);
             }
             Input::DialFailed { conn, error } => {
@@ -441,7 +448,7 @@ impl Node {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if c.conn.poll_timeout().is_some_and(|t| t <= now) {
+            if c.transport.is_connected() && c.conn.poll_timeout().is_some_and(|t| t <= now) {
                 c.conn.handle_timeout(now);
             }
             if let (Some(error), Some(peer)) = (c.pinger.handle_timeout(now, &ping), c.peer) {
@@ -453,6 +460,7 @@ impl Node {
             }
             self.mark(id);
         }
+        self.expire_deadlines(now);
         self.relay_timeout(now);
         self.client_timeout(now);
         self.run(now);
@@ -634,7 +642,8 @@ impl Node {
             .min();
         let relay = self.relay.as_ref().and_then(|r| r.policy.poll_timeout());
         let client = self.client.poll_timeout();
-        [conns, relay, client].into_iter().flatten().min()
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        [conns, relay, client, deadline].into_iter().flatten().min()
     }
 
     // ----- internals -----
@@ -791,6 +800,8 @@ impl Node {
                 Event::ConnectionClosed {
                     conn: id,
                     peer,
+                    endpoint: c.endpoint,
+                    relayed: c.transport.is_relayed(),
                     error,
                 }
             }

@@ -45,6 +45,8 @@ struct Circuit {
     limit: Limit,
     started: Instant,
     spliced: bool,
+    /// Set when a data limit was reached: forward what fits, then end for this reason.
+    ending: Option<CircuitEnd>,
     /// Bytes forwarded: initiator to target, target to initiator.
     bytes: [u64; 2],
     /// Directions whose sender finished.
@@ -409,6 +411,9 @@ impl Node {
             );
             Some(StreamRef { conn, stream })
         });
+        if let Some(s) = opened {
+            self.arm_deadline(now, s, true);
+        }
         let relay = self.relay.as_mut()?;
         let Some(dst_stream) = opened else {
             relay.policy.circuit_closed(grant.id);
@@ -431,6 +436,7 @@ impl Node {
                 limit: grant.limit,
                 started: now,
                 spliced: false,
+                ending: None,
                 bytes: [0; 2],
                 finished: [false; 2],
             },
@@ -503,72 +509,83 @@ impl Node {
             Some(StreamRole::HopWaiting { early, .. }) => early.freeze(),
             _ => Bytes::new(),
         };
-        let early_len = early.len();
-        let mut src_pending = VecDeque::new();
-        if !early.is_empty() {
-            src_pending.push_back(early);
-        }
+        // Both sides may have sent bytes along with their messages; they count too.
+        let early_allowed = self.account(now, circuit, Direction::SrcToDst, early.len());
+        let rest_allowed = self.account(now, circuit, Direction::DstToSrc, rest.len());
+        let pending = |bytes: Bytes, allowed: usize| {
+            let mut queue = VecDeque::new();
+            if allowed > 0 {
+                queue.push_back(bytes.slice(..allowed));
+            }
+            queue
+        };
         self.put_role(
             src_stream,
             StreamRole::Splice(Box::new(Splice {
                 circuit,
                 direction: Direction::SrcToDst,
                 peer: s,
-                pending: src_pending,
+                pending: pending(early.clone(), early_allowed),
                 finished: false,
             })),
         );
         tracing::info!(%circuit, %src, %dst, "circuit opened");
         self.shared
             .emit(Event::RelayCircuitOpened { circuit, src, dst });
-        let mut dst_pending = VecDeque::new();
-        if !rest.is_empty() {
-            dst_pending.push_back(rest);
-        }
         let role = StreamRole::Splice(Box::new(Splice {
             circuit,
             direction: Direction::DstToSrc,
             peer: src_stream,
-            pending: dst_pending,
+            pending: pending(rest.clone(), rest_allowed),
             finished: false,
         }));
         self.put_role(s, role);
-        if early_len > 0 && !self.account(now, circuit, Direction::SrcToDst, early_len) {
-            return self.take_role(s);
-        }
+        self.consume(now, src_stream, early.len() - early_allowed);
+        self.consume(now, s, rest.len() - rest_allowed);
         self.relay_flush_splice(now, src_stream);
         self.relay_flush_splice(now, s);
         self.take_role(s)
     }
 
-    /// Counts bytes against the circuit's limits; false if the circuit ended.
+    /// Counts `n` bytes against the circuit's limits; returns how many may be forwarded.
+    ///
+    /// At a data limit the circuit is marked ending: the bytes that fit are forwarded,
+    /// then both streams are reset (see [`Node::relay_flush_splice`]), so the receiver
+    /// gets exactly the limit and can tell why the circuit ended.
     fn account(
         &mut self,
         now: Instant,
         circuit: CircuitId,
         direction: Direction,
         n: usize,
-    ) -> bool {
+    ) -> usize {
         let Some(relay) = self.relay.as_mut() else {
-            return false;
+            return 0;
         };
+        if relay
+            .circuits
+            .get(&circuit)
+            .is_none_or(|c| c.ending.is_some())
+        {
+            return 0;
+        }
         match relay.policy.circuit_data(now, circuit, direction, n as u64) {
             Ok(_) => {
                 if let Some(c) = relay.circuits.get_mut(&circuit) {
                     c.bytes[index(direction)] += n as u64;
                 }
-                true
+                n
             }
             Err(CircuitError::LimitReached(hit)) => {
                 if let Some(c) = relay.circuits.get_mut(&circuit) {
                     c.bytes[index(direction)] += hit.forwardable;
+                    c.ending = Some(CircuitEnd::Limit(hit.kind));
                 }
-                self.end_circuit(now, circuit, CircuitEnd::Limit(hit.kind));
-                false
+                usize::try_from(hit.forwardable).unwrap_or(n).min(n)
             }
             Err(CircuitError::Unknown(_)) => {
                 self.end_circuit(now, circuit, CircuitEnd::Reset);
-                false
+                0
             }
         }
     }
@@ -582,11 +599,19 @@ impl Node {
         mut splice: Box<Splice>,
         data: Bytes,
     ) -> Option<StreamRole> {
-        let (circuit, direction) = (splice.circuit, splice.direction);
+        let (circuit, direction, len) = (splice.circuit, splice.direction, data.len());
         splice.pending.push_back(data.clone());
         self.put_role(s, StreamRole::Splice(splice));
-        if !self.account(now, circuit, direction, data.len()) {
-            return None;
+        let allowed = self.account(now, circuit, direction, len);
+        if allowed < len {
+            // Past the limit: keep what fits, drop (and give back) the rest.
+            if let Some(StreamRole::Splice(splice)) = self.role_mut(s) {
+                splice.pending.pop_back();
+                if allowed > 0 {
+                    splice.pending.push_back(data.slice(..allowed));
+                }
+            }
+            self.consume(now, s, len - allowed);
         }
         self.relay_flush_splice(now, s);
         None
@@ -621,6 +646,30 @@ impl Node {
         if finished && drained {
             self.finish_stream(peer);
             self.direction_finished(now, circuit, direction);
+        }
+        self.end_if_drained(now, circuit, from, peer);
+    }
+
+    /// Ends a circuit marked ending once both directions forwarded what they may.
+    fn end_if_drained(&mut self, now: Instant, circuit: CircuitId, a: StreamRef, b: StreamRef) {
+        let Some(reason) = self
+            .relay
+            .as_ref()
+            .and_then(|r| r.circuits.get(&circuit))
+            .and_then(|c| c.ending)
+        else {
+            return;
+        };
+        let drained = |node: &Node, s: StreamRef| {
+            node.conns
+                .get(&s.conn)
+                .and_then(|c| c.streams.get(&s.stream))
+                .is_none_or(
+                    |role| !matches!(role, StreamRole::Splice(sp) if !sp.pending.is_empty()),
+                )
+        };
+        if drained(self, a) && drained(self, b) {
+            self.end_circuit(now, circuit, reason);
         }
     }
 

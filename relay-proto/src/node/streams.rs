@@ -71,6 +71,11 @@ impl Node {
         self.conns.get_mut(&s.conn)?.streams.remove(&s.stream)
     }
 
+    /// The role of a stream, in place.
+    pub(super) fn role_mut(&mut self, s: StreamRef) -> Option<&mut StreamRole> {
+        self.conns.get_mut(&s.conn)?.streams.get_mut(&s.stream)
+    }
+
     pub(super) fn put_role(&mut self, s: StreamRef, role: StreamRole) {
         if let Some(c) = self.conns.get_mut(&s.conn) {
             c.streams.insert(s.stream, role);
@@ -149,8 +154,14 @@ impl Node {
             }
             identify::PUSH_PROTOCOL => StreamRole::IdentifyPushIn(identify::Reader::default()),
             ping::PROTOCOL => StreamRole::PingIn(Echo::default()),
-            HOP_PROTOCOL if self.relay.is_some() => StreamRole::HopIn(MessageReader::default()),
-            STOP_PROTOCOL => StreamRole::StopIn(MessageReader::default()),
+            HOP_PROTOCOL if self.relay.is_some() => {
+                self.arm_deadline(now, s, true);
+                StreamRole::HopIn(MessageReader::default())
+            }
+            STOP_PROTOCOL if self.shared.config.client.enabled => {
+                self.arm_deadline(now, s, false);
+                StreamRole::StopIn(MessageReader::default())
+            }
             _ => {
                 let Some(peer) = self.peer_of(s.conn) else {
                     return;
@@ -163,7 +174,6 @@ impl Node {
                 StreamRole::App
             }
         };
-        let _ = now;
         self.put_role(s, role);
     }
 
@@ -401,6 +411,53 @@ impl Node {
                 None
             }
             role => Some(role),
+        }
+    }
+
+    /// Gives a relay request stream until `now + hop_timeout` to get its answer: the
+    /// relay service's timeout for its own streams (`relay`), the client's otherwise.
+    pub(super) fn arm_deadline(&mut self, now: Instant, s: StreamRef, relay: bool) {
+        let timeout = match (&self.relay, relay) {
+            (Some(service), true) => service.policy.config().hop_timeout,
+            _ => self.shared.config.client.hop_timeout,
+        };
+        self.deadlines.insert((now + timeout, s));
+    }
+
+    /// Ends relay request streams whose answer is overdue.
+    pub(super) fn expire_deadlines(&mut self, now: Instant) {
+        while let Some(&(at, s)) = self.deadlines.first() {
+            if at > now {
+                return;
+            }
+            self.deadlines.pop_first();
+            let waiting = matches!(
+                self.conns
+                    .get(&s.conn)
+                    .and_then(|c| c.streams.get(&s.stream)),
+                Some(
+                    StreamRole::ReserveOut(_)
+                        | StreamRole::ConnectOut { .. }
+                        | StreamRole::StopIn(_)
+                        | StreamRole::HopIn(_)
+                        | StreamRole::StopOut { .. }
+                )
+            );
+            if !waiting {
+                continue;
+            }
+            tracing::debug!(stream = ?s, "relay request timed out");
+            let Some(role) = self.take_role(s) else {
+                continue;
+            };
+            self.reset_stream(s);
+            match role {
+                StreamRole::ReserveOut(_) => self.reservation_timed_out(now, s.conn),
+                StreamRole::ConnectOut { relayed, .. } => {
+                    self.fail_relayed(relayed, super::DialError::HopTimeout)
+                }
+                role => self.stream_gone(now, s, role),
+            }
         }
     }
 

@@ -151,8 +151,7 @@ mod tests {
 
     #[test]
     fn grants_after_half_consumed() {
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
+        let t0 = crate::test_now();
         let mut budget = WindowBudget::new(None);
         budget.open();
         let mut w = ReceiveWindow::new(t0);
@@ -176,8 +175,7 @@ mod tests {
 
     #[test]
     fn grows_within_rtt_and_caps() {
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
+        let t0 = crate::test_now();
         let rtt = Some(Duration::from_millis(100));
         let mut budget = WindowBudget::new(Some(3 * INITIAL_WINDOW as usize / 2 + 1024));
         budget.open();

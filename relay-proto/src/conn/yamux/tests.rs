@@ -15,8 +15,7 @@ mod raw;
 
 /// The one clock read of a test.
 fn base() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
+    crate::test_now()
 }
 
 /// Bytes `n` long, distinct per `seed`, so misrouted or reordered data shows.

@@ -63,7 +63,7 @@ fn circuit_addr(net: &Net, target: usize) -> Multiaddr {
 fn dial_via_relay(net: &mut Net, from: usize, to: usize) -> Result<crate::ConnectionId, DialError> {
     let addr = circuit_addr(net, to);
     let conn = net.nodes[from].dial(net.now, addr).expect("dial starts");
-    let outcome = net.wait_for(from, 10 * SECS, |e| match e {
+    let outcome = net.wait_for(from, 60 * SECS, |e| match e {
         Event::ConnectionEstablished {
             conn: c,
             relayed: true,
@@ -218,7 +218,15 @@ fn data_limit_resets_the_circuit_per_direction() {
         matches!(reason, CircuitEnd::Limit(LimitKind::Data(_))),
         "{reason:?}"
     );
-    assert!(bytes <= 64 * 1024, "relayed {bytes} bytes past the limit");
+    assert_eq!(bytes, 64 * 1024, "exactly the limit is relayed");
+    // The receiving side got exactly the limit before the reset, so it can say why.
+    assert!(net.events[1].iter().any(|e| matches!(
+        e,
+        Event::RelayedLimitReached {
+            kind: LimitKind::Data(_),
+            ..
+        }
+    )));
     assert!(
         net.events[2]
             .iter()
@@ -397,4 +405,47 @@ fn relay_answers_match_the_spec_bytes() {
     };
     assert_eq!(expire_unix, 1_800_000_000 + 3600);
     assert_eq!(limit.duration, Some(120 * SECS));
+}
+
+#[test]
+fn a_silent_relay_times_out_reservations_and_circuits() {
+    // Node 0 accepts hop streams but never answers.
+    let mut net = Net::new(Duration::from_millis(5));
+    net.add(1, Config::default());
+    net.add(10, Config::default());
+    net.add(11, Config::default());
+    net.nodes[0].register_protocol(HOP_PROTOCOL);
+    let relay_addr = net.full_addr(0);
+    net.nodes[1].reserve(net.now, relay_addr).unwrap();
+    let lost = net.wait_for(1, 60 * SECS, |e| match e {
+        Event::ReservationLost { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(lost, Some(ReservationLoss::Timeout));
+    let error = dial_via_relay(&mut net, 2, 1).unwrap_err();
+    assert_eq!(error, DialError::HopTimeout);
+}
+
+#[test]
+fn a_silent_target_fails_the_circuit_after_the_hop_timeout() {
+    let mut net = net(relay_config(|r| r.hop_timeout = 5 * SECS), 2);
+    // Node 1 reserves by hand, then lets stop requests hang as an application stream.
+    net.nodes[1].set_relay_transport(false);
+    net.nodes[1].register_protocol(crate::circuit::STOP_PROTOCOL);
+    let reserve = message::framed(&HopMessage {
+        r#type: Some(HopType::Reserve as i32),
+        ..Default::default()
+    });
+    assert_eq!(raw_hop(&mut net, &reserve), Some(Status::Ok));
+    let started = net.now;
+    let error = dial_via_relay(&mut net, 2, 1).unwrap_err();
+    assert_eq!(error, DialError::CircuitFailed(Status::ConnectionFailed));
+    assert!(net.now - started >= 5 * SECS);
+    assert!(net.events[0].iter().any(|e| matches!(
+        e,
+        Event::RelayCircuitRefused {
+            status: Status::ConnectionFailed,
+            ..
+        }
+    )));
 }

@@ -1,0 +1,209 @@
+//! The `relay` command as CONTRACT.md describes it, over real processes on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const RELAY: &str = env!("CARGO_BIN_EXE_relay");
+
+/// A running `relay` process whose stdout lines are parsed as they arrive.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Process {
+        let mut child = Command::new(RELAY)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("relay starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
+                assert!(
+                    value["event"].is_string(),
+                    "every line has an event: {line}"
+                );
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// Waits for the next line whose `event` is `name` and that `f` accepts.
+    fn wait(&self, name: &str, f: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no {name} event"));
+            if line["event"] == name && f(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> (bool, Vec<Value>, String) {
+    let out = Command::new(RELAY).args(args).output().expect("relay runs");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("stdout lines are JSON"))
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn id_matches_rust_libp2p_seed_convention() {
+    let (ok, lines, _) = run(&["id", "--seed", "1"]);
+    assert!(ok);
+    // The ed25519 key whose secret is [1, 0, ..., 0], as rust-libp2p's examples derive
+    // `--secret-key-seed 1`.
+    assert_eq!(
+        lines[0]["peer_id"],
+        "12D3KooWPjceQrSwdWXPyLLeABRXmuqt69Rg3sBYbU1Nft9HyQ6X"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let (ok, _, err) = run(&["dial", "/ip4/127.0.0.1/udp/1"]);
+    assert!(!ok);
+    assert!(err.starts_with("relay: "), "{err}");
+    let (ok, _, err) = run(&["dial", "not-a-multiaddr"]);
+    assert!(!ok && !err.contains("panicked"), "{err}");
+    let (ok, _, err) = run(&["serve", "--config", "/nonexistent/relay.yaml"]);
+    assert!(!ok && err.contains("/nonexistent/relay.yaml"), "{err}");
+}
+
+#[test]
+fn serve_listen_dial_through_the_relay() {
+    let port = free_port();
+    let relay_addr = format!("/ip4/127.0.0.1/tcp/{port}");
+    let relay = Process::start(&[
+        "serve",
+        "--seed",
+        "1",
+        "--listen",
+        &relay_addr,
+        "--max-circuit-bytes",
+        "0",
+    ]);
+    let relay_id = relay.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let relay_full = format!("{relay_addr}/p2p/{relay_id}");
+
+    let listener = Process::start(&["listen", "--seed", "2", "--relay", &relay_full]);
+    let listener_id = listener.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reservation = listener.wait("reservation", |l| l["status"] == "accepted");
+    assert_eq!(reservation["relay"], relay_id.as_str());
+    assert_eq!(reservation["addrs"][0], format!("{relay_full}/p2p-circuit"));
+    relay.wait("relay_reservation", |l| l["status"] == "accepted");
+
+    let target = format!("{relay_full}/p2p-circuit/p2p/{listener_id}");
+    let (ok, lines, err) = run(&[
+        "dial",
+        &target,
+        "--seed",
+        "3",
+        "--ping",
+        "2",
+        "--perf-up",
+        "300000",
+        "--perf-down",
+        "500000",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(lines[0]["event"], "connected");
+    assert_eq!(lines[0]["relayed"], true);
+    let pings: Vec<_> = lines.iter().filter(|l| l["event"] == "ping").collect();
+    assert_eq!(pings.len(), 2);
+    let perf = lines
+        .iter()
+        .find(|l| l["event"] == "perf")
+        .expect("perf line");
+    assert_eq!(perf["upload_bytes"], 300000);
+    assert_eq!(perf["download_bytes"], 500000);
+    assert_eq!(perf["relayed"], true);
+    relay.wait("relay_circuit", |l| l["status"] == "opened");
+}
+
+#[test]
+fn data_limit_closes_the_circuit_and_is_reported() {
+    let port = free_port();
+    let relay_addr = format!("/ip4/127.0.0.1/tcp/{port}");
+    let relay = Process::start(&[
+        "serve",
+        "--seed",
+        "4",
+        "--listen",
+        &relay_addr,
+        "--max-circuit-bytes",
+        "65536",
+    ]);
+    let relay_id = relay.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let relay_full = format!("{relay_addr}/p2p/{relay_id}");
+    let listener = Process::start(&["listen", "--seed", "5", "--relay", &relay_full]);
+    let listener_id = listener.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    listener.wait("reservation", |l| l["status"] == "accepted");
+
+    let target = format!("{relay_full}/p2p-circuit/p2p/{listener_id}");
+    let (ok, _, _) = run(&[
+        "dial",
+        &target,
+        "--seed",
+        "6",
+        "--ping",
+        "0",
+        "--perf-up",
+        "1000000",
+    ]);
+    assert!(!ok, "a megabyte cannot cross a 64 KiB circuit");
+    let closed = relay.wait("relay_circuit", |l| l["status"] == "closed");
+    assert!(
+        closed["reason"].as_str().unwrap().starts_with("data limit"),
+        "{closed}"
+    );
+    let circuit = listener.wait("circuit", |l| l["status"] == "closed");
+    assert_eq!(circuit["reason"], "data limit");
+}
