@@ -4,14 +4,16 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{Fuse, FutureExt};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{SinkExt, StreamExt};
+use relay_proto::conn::recycle::Recycler;
 use relay_proto::identity::PeerId;
 use relay_proto::node::addr::tcp_multiaddr;
 use relay_proto::node::{Event, Input, Node, Output};
@@ -20,8 +22,24 @@ use relay_proto::{ConnectionId, StreamRef};
 use crate::stream::{SharedState, StreamCommand, StreamState, WRITE_BUFFER};
 use crate::{BoxFuture, BoxSocket, Command, Error, Listener, Runtime, Shared, Stream};
 
-/// Bytes read from a socket in one go.
+/// Most bytes read from a socket in one go.
 const READ_CHUNK: usize = 64 * 1024;
+/// While bulk data arrives, reads go into blocks of this size, each cut into the
+/// chunks read and reused once the node has handled them.
+const READ_BLOCK: usize = 4 * READ_CHUNK;
+/// A quiet socket reads into blocks of this size, so an idle connection holds little.
+const QUIET_READ_BLOCK: usize = 16 * 1024;
+/// Reads of at least this many bytes count as bulk data.
+const BULK_READ: usize = 16 * 1024;
+/// Most queued chunks written with one vectored write.
+const WRITE_BATCH: usize = 64;
+/// Once this many bytes wait for a socket's writer, application writes on its
+/// connection are held back until half of them are written. The muxer's windows let a
+/// fast writer queue megabytes; this keeps the queue (and the memory it pins) short,
+/// and the writer's application feels the socket's pace.
+const WRITE_BACKLOG: usize = 512 * 1024;
+/// Socket events (reads, accepted and connected sockets) waiting for the driver.
+const SOCKET_EVENTS: usize = 8;
 
 /// Returns `Pending` once, letting other tasks on the executor run.
 struct YieldNow(bool);
@@ -63,6 +81,45 @@ enum SocketEvent {
     Eof {
         conn: ConnectionId,
     },
+    /// A socket's writer caught up after the driver held writes back.
+    Drained {
+        conn: ConnectionId,
+    },
+}
+
+/// The writing side of a socket, as the driver sees it.
+struct Writer {
+    queue: mpsc::UnboundedSender<Bytes>,
+    backlog: Arc<Backlog>,
+}
+
+/// What waits for a socket's writer task.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Bytes queued and not written yet.
+    bytes: AtomicUsize,
+    /// The driver holds writes back and waits for [`SocketEvent::Drained`].
+    waiting: AtomicBool,
+}
+
+impl Backlog {
+    /// Whether the driver should hold writes back; if so, the writer sends
+    /// [`SocketEvent::Drained`] once half the backlog is written.
+    fn congested(&self) -> bool {
+        if self.bytes.load(Ordering::SeqCst) < WRITE_BACKLOG {
+            return false;
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        // The writer may have caught up before it could see the flag.
+        let caught_up = self.bytes.load(Ordering::SeqCst) < WRITE_BACKLOG / 2;
+        !(caught_up && self.waiting.swap(false, Ordering::SeqCst))
+    }
+
+    /// Records `n` bytes written; whether the driver waits for word of it.
+    fn written(&self, n: usize) -> bool {
+        let left = self.bytes.fetch_sub(n, Ordering::SeqCst) - n;
+        left < WRITE_BACKLOG / 2 && self.waiting.swap(false, Ordering::SeqCst)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -81,7 +138,7 @@ struct Driver<R: Runtime> {
     node: Node,
     commands: mpsc::UnboundedSender<Command>,
     sockets: mpsc::Sender<SocketEvent>,
-    writers: std::collections::HashMap<ConnectionId, mpsc::UnboundedSender<Bytes>>,
+    writers: std::collections::HashMap<ConnectionId, Writer>,
     streams: std::collections::HashMap<StreamRef, StreamEntry>,
     acceptors: std::collections::HashMap<String, mpsc::UnboundedSender<Stream>>,
     dials: std::collections::HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
@@ -102,7 +159,7 @@ pub(crate) fn start<R: Runtime>(
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
 ) -> io::Result<()> {
-    let (sockets, sockets_rx) = mpsc::channel(64);
+    let (sockets, sockets_rx) = mpsc::channel(SOCKET_EVENTS);
     let now = Instant::now();
     for listener in listeners {
         let local = listener.local_addr()?;
@@ -163,38 +220,110 @@ async fn read_loop(
     stop: oneshot::Receiver<()>,
 ) {
     let mut stop = stop.fuse();
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = BytesMut::new();
+    let mut blocks = Recycler::default();
+    let mut block = QUIET_READ_BLOCK;
     loop {
+        if buf.len() < BULK_READ {
+            refill(&mut buf, &mut blocks, block);
+        }
+        let len = buf.len().min(READ_CHUNK);
         let n = futures::select_biased! {
             _ = stop => return,
-            r = reader.read(&mut buf).fuse() => r.unwrap_or(0),
+            r = reader.read(&mut buf[..len]).fuse() => r.unwrap_or(0),
         };
         let event = if n == 0 {
             SocketEvent::Eof { conn }
         } else {
             SocketEvent::Data {
                 conn,
-                bytes: Bytes::copy_from_slice(&buf[..n]),
+                bytes: buf.split_to(n).freeze(),
             }
         };
+        if n >= BULK_READ {
+            block = READ_BLOCK;
+        } else if block == READ_BLOCK {
+            // Quiet again: the bulk blocks go once their chunks are handled.
+            block = QUIET_READ_BLOCK;
+            blocks.clear();
+            buf = BytesMut::new();
+        }
         if sockets.send(event).await.is_err() || n == 0 {
             return;
         }
     }
 }
 
+/// Gives `buf` a block of `block` bytes to read into.
+///
+/// The node is done with a chunk once it has handled it, so by the time a block is
+/// used up the chunks cut from it are usually gone and the block is reused rather than
+/// allocated anew. Safe code can only read into initialized memory: the block is
+/// zeroed, which costs about what copying each read out of a fixed buffer did.
+fn refill(buf: &mut BytesMut, blocks: &mut Recycler, block: usize) {
+    buf.clear();
+    blocks.reserve(buf, block, block);
+    buf.resize(block, 0);
+}
+
 async fn write_loop(
+    conn: ConnectionId,
     mut writer: futures::io::WriteHalf<BoxSocket>,
     mut queue: mpsc::UnboundedReceiver<Bytes>,
+    backlog: Arc<Backlog>,
+    mut sockets: mpsc::Sender<SocketEvent>,
     stop_reader: oneshot::Sender<()>,
 ) {
+    let mut batch = VecDeque::new();
     while let Some(data) = queue.next().await {
-        if writer.write_all(&data).await.is_err() {
+        batch.push_back(data);
+        // What else is queued already goes out with it, in one system call.
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(data) => batch.push_back(data),
+                Err(_) => break,
+            }
+        }
+        let len = batch.iter().map(Bytes::len).sum();
+        if write_batch(&mut writer, &mut batch).await.is_err() {
+            break;
+        }
+        if backlog.written(len) && sockets.send(SocketEvent::Drained { conn }).await.is_err() {
             break;
         }
     }
     let _ = writer.close().await;
     let _ = stop_reader.send(());
+}
+
+/// Writes every chunk of `batch`, in order, with vectored writes.
+async fn write_batch(
+    writer: &mut futures::io::WriteHalf<BoxSocket>,
+    batch: &mut VecDeque<Bytes>,
+) -> io::Result<()> {
+    while !batch.is_empty() {
+        let mut slices = [io::IoSlice::new(&[]); WRITE_BATCH];
+        let count = batch.len().min(WRITE_BATCH);
+        for (slice, chunk) in slices.iter_mut().zip(batch.iter()) {
+            *slice = io::IoSlice::new(chunk);
+        }
+        let mut written = writer.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(front) = batch.front_mut() else {
+                break;
+            };
+            if written < front.len() {
+                front.advance(written);
+                break;
+            }
+            written -= front.len();
+            batch.pop_front();
+        }
+    }
+    Ok(())
 }
 
 impl<R: Runtime> Driver<R> {
@@ -317,13 +446,7 @@ impl<R: Runtime> Driver<R> {
 
     fn on_stream_command(&mut self, now: Instant, command: StreamCommand) {
         match command {
-            StreamCommand::Write(stream, data) => {
-                let Some(entry) = self.streams.get_mut(&stream) else {
-                    return;
-                };
-                entry.pending.push_back(data);
-                self.flush_writes(now, stream);
-            }
+            StreamCommand::Write(stream) => self.flush_writes(now, stream),
             StreamCommand::Consumed(stream, n) => self.node.stream_consumed(now, stream, n),
             StreamCommand::Close(stream) => {
                 let Some(entry) = self.streams.get_mut(&stream) else {
@@ -359,13 +482,20 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    /// Feeds a stream's pending writes to the node as far as its send window allows.
+    /// Feeds a stream's pending writes to the node as far as its send window and its
+    /// socket's backlog allow.
     fn flush_writes(&mut self, now: Instant, stream: StreamRef) {
+        let congested = self
+            .writers
+            .get(&stream.conn)
+            .is_some_and(|w| w.backlog.congested());
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
+        let written = entry.state.lock().expect("not poisoned").take_writes();
+        entry.pending.extend(written);
         let mut accepted = 0;
-        while let Some(front) = entry.pending.front_mut() {
+        while let Some(front) = entry.pending.front_mut().filter(|_| !congested) {
             match self.node.stream_write(now, stream, front) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -381,6 +511,7 @@ impl<R: Runtime> Driver<R> {
                     let mut state = entry.state.lock().expect("not poisoned");
                     state.reset = true;
                     state.write_pending = 0;
+                    state.discard_writes();
                     state.wake_writer();
                     state.wake_reader();
                     return;
@@ -456,6 +587,17 @@ impl<R: Runtime> Driver<R> {
                 );
             }
             SocketEvent::Eof { conn } => self.node.handle_input(now, Input::Closed { conn }),
+            SocketEvent::Drained { conn } => {
+                let held: Vec<StreamRef> = self
+                    .streams
+                    .iter()
+                    .filter(|(s, e)| s.conn == conn && !e.pending.is_empty())
+                    .map(|(s, _)| *s)
+                    .collect();
+                for stream in held {
+                    self.flush_writes(now, stream);
+                }
+            }
         }
     }
 
@@ -463,15 +605,28 @@ impl<R: Runtime> Driver<R> {
         let (reader, writer) = socket.split();
         let (queue, queue_rx) = mpsc::unbounded();
         let (stop, stop_rx) = oneshot::channel();
-        self.writers.insert(conn, queue);
+        let backlog = Arc::new(Backlog::default());
+        self.writers.insert(
+            conn,
+            Writer {
+                queue,
+                backlog: backlog.clone(),
+            },
+        );
         self.runtime.spawn(Box::pin(read_loop(
             conn,
             reader,
             self.sockets.clone(),
             stop_rx,
         )));
-        self.runtime
-            .spawn(Box::pin(write_loop(writer, queue_rx, stop)));
+        self.runtime.spawn(Box::pin(write_loop(
+            conn,
+            writer,
+            queue_rx,
+            backlog,
+            self.sockets.clone(),
+            stop,
+        )));
     }
 
     fn drain(&mut self) {
@@ -479,7 +634,8 @@ impl<R: Runtime> Driver<R> {
             match output {
                 Output::Transmit { conn, data } => {
                     if let Some(writer) = self.writers.get(&conn) {
-                        let _ = writer.unbounded_send(data);
+                        writer.backlog.bytes.fetch_add(data.len(), Ordering::SeqCst);
+                        let _ = writer.queue.unbounded_send(data);
                     }
                 }
                 Output::Dial { conn, addr } => {

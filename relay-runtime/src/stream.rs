@@ -1,9 +1,10 @@
 //! Application streams: `AsyncRead + AsyncWrite` over a node's muxed streams.
 //!
 //! Reads come from a buffer the driver fills; consumed bytes are reported back in
-//! batches so the peer's send window reopens. Writes are handed to the driver, which
-//! feeds them to the node as the send window allows; at most [`WRITE_BUFFER`] bytes wait
-//! per stream, which is the backpressure a writer feels.
+//! batches so the peer's send window reopens. Writes collect in a buffer the driver
+//! takes from and feeds to the node as the send window allows; at most [`WRITE_BUFFER`]
+//! bytes wait per stream, which is the backpressure a writer feels. Writes made while
+//! the driver has not taken the previous ones yet cost no message to it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -11,10 +12,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
 use relay_proto::StreamRef;
+use relay_proto::conn::recycle::Recycler;
 use relay_proto::identity::PeerId;
 
 use crate::Command;
@@ -23,11 +25,17 @@ use crate::Command;
 pub(crate) const WRITE_BUFFER: usize = 256 * 1024;
 /// Consumed bytes are reported to the node in batches of at least this size.
 const CONSUME_BATCH: usize = 32 * 1024;
+/// While bulk data is written, the write buffer grows in blocks of at least this size,
+/// reused once the node has taken their bytes.
+const WRITE_BLOCK: usize = 64 * 1024;
+/// Writes of at least this many bytes count as bulk data.
+const BULK_WRITE: usize = 16 * 1024;
 
 /// What a stream asks of the driver.
 #[derive(Debug)]
 pub(crate) enum StreamCommand {
-    Write(StreamRef, Bytes),
+    /// Bytes wait in [`StreamState::write_buf`].
+    Write(StreamRef),
     Consumed(StreamRef, usize),
     Close(StreamRef),
     Reset(StreamRef),
@@ -44,6 +52,12 @@ pub(crate) struct StreamState {
     /// Bytes handed to the driver but not yet accepted by the node.
     pub(crate) write_pending: usize,
     pub(crate) write_waker: Option<Waker>,
+    /// Bytes written and not taken by the driver yet.
+    write_buf: BytesMut,
+    /// Used-up blocks of `write_buf`.
+    write_blocks: Recycler,
+    /// A [`StreamCommand::Write`] is on its way to the driver.
+    write_queued: bool,
 }
 
 impl StreamState {
@@ -57,6 +71,27 @@ impl StreamState {
         if let Some(w) = self.write_waker.take() {
             w.wake();
         }
+    }
+
+    /// Takes the bytes written since the last call, for the driver.
+    pub(crate) fn take_writes(&mut self) -> Option<Bytes> {
+        self.write_queued = false;
+        if self.write_buf.is_empty() {
+            return None;
+        }
+        let chunk = self.write_buf.split().freeze();
+        if chunk.len() < BULK_WRITE {
+            // Light traffic: let the bulk blocks go with their last chunks.
+            self.write_buf = BytesMut::new();
+            self.write_blocks.clear();
+        }
+        Some(chunk)
+    }
+
+    /// Forgets bytes written and not taken, as a reset does.
+    pub(crate) fn discard_writes(&mut self) {
+        self.write_buf = BytesMut::new();
+        self.write_blocks.clear();
     }
 }
 
@@ -195,12 +230,21 @@ impl AsyncWrite for Stream {
             return Poll::Pending;
         }
         let n = buf.len().min(WRITE_BUFFER - state.write_pending);
+        let StreamState {
+            write_buf,
+            write_blocks,
+            ..
+        } = &mut *state;
+        if n >= BULK_WRITE {
+            write_blocks.reserve(write_buf, n, WRITE_BLOCK);
+        }
+        write_buf.extend_from_slice(&buf[..n]);
         state.write_pending += n;
+        let notify = !std::mem::replace(&mut state.write_queued, true);
         drop(state);
-        self.send(StreamCommand::Write(
-            self.id,
-            Bytes::copy_from_slice(&buf[..n]),
-        ));
+        if notify {
+            self.send(StreamCommand::Write(self.id));
+        }
         Poll::Ready(Ok(n))
     }
 

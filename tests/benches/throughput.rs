@@ -106,41 +106,57 @@ struct Server {
     _node: Option<Handle>,
 }
 
+/// Which stack one end of a configuration runs.
+#[derive(Clone, Copy)]
+enum StackKind {
+    Ours,
+    Rust,
+}
+
+/// Every configuration: its name, the client's stack and the server's stack.
+const CONFIGURATIONS: [(&str, StackKind, StackKind); 4] = [
+    (OURS, StackKind::Ours, StackKind::Ours),
+    (RUST, StackKind::Rust, StackKind::Rust),
+    ("ours -> rust-libp2p", StackKind::Ours, StackKind::Rust),
+    ("rust-libp2p -> ours", StackKind::Rust, StackKind::Ours),
+];
+
 struct Configuration {
     name: &'static str,
     client: Client,
+    _server: Server,
     /// MiB/s of every round.
     runs: Vec<f64>,
     /// CPU seconds per GiB of every round, where the platform tells.
     cpu: Vec<f64>,
 }
 
-impl Configuration {
-    fn new(name: &'static str, client: Client) -> Self {
-        Self {
-            name,
-            client,
-            runs: Vec::new(),
-            cpu: Vec::new(),
-        }
-    }
-}
-
 async fn bench(mib: u64, rounds: u64) {
     let rt = Tokio::current();
-    let ours_server = our_server(&rt, 1);
-    let rust_server = rust_server(2).await;
-    let mut configurations = vec![
-        Configuration::new(OURS, our_client(&rt, 3, &ours_server).await),
-        Configuration::new(RUST, rust_client(4, &rust_server).await),
-        Configuration::new(
-            "ours -> rust-libp2p",
-            our_client(&rt, 5, &rust_server).await,
-        ),
-        Configuration::new("rust-libp2p -> ours", rust_client(6, &ours_server).await),
-    ];
-    if let Ok(only) = std::env::var("BENCH_ONLY") {
-        configurations.retain(|c| c.name.contains(&only));
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let mut configurations = Vec::new();
+    // Each configuration has a server of its own: nothing idle shares the process with
+    // the ones selected, which keeps profiles of one configuration clean.
+    for (i, (name, client, server)) in CONFIGURATIONS.into_iter().enumerate() {
+        if !name.contains(&only) {
+            continue;
+        }
+        let seed = 2 * i as u8 + 1;
+        let server = match server {
+            StackKind::Ours => our_server(&rt, seed),
+            StackKind::Rust => rust_server(seed).await,
+        };
+        let client = match client {
+            StackKind::Ours => our_client(&rt, seed + 1, &server).await,
+            StackKind::Rust => rust_client(seed + 1, &server).await,
+        };
+        configurations.push(Configuration {
+            name,
+            client,
+            _server: server,
+            runs: Vec::new(),
+            cpu: Vec::new(),
+        });
     }
     let bytes = mib << 20;
     println!("one-stream upload over loopback, {mib} MiB per transfer, {rounds} rounds");

@@ -12,10 +12,19 @@ use crate::map::Map as HashMap;
 use bytes::{Bytes, BytesMut};
 
 use super::noise::{self, HandshakeProgress, NoiseError};
+use super::recycle::Recycler;
 use super::yamux::{self, StreamId, YamuxError};
 use crate::identity::{Keypair, PeerId, PublicKey};
 use crate::rng::Rng;
 use crate::wire::multistream::{self, Negotiated, NegotiationError};
+
+/// What the transmit buffer grows by at least while bulk data flows, so that one
+/// allocation serves many flushes.
+const TRANSMIT_BUFFER: usize = 256 * 1024;
+/// Flushes at least this large count as bulk data.
+const BULK: usize = 16 * 1024;
+/// Noise's length prefix and authentication tag on every frame.
+const NOISE_FRAME_OVERHEAD: usize = 2 + noise::MAX_FRAME - noise::MAX_PLAINTEXT;
 
 /// The muxer this stack speaks inside Noise.
 pub const YAMUX_PROTOCOL: &str = "/yamux/1.0.0";
@@ -264,6 +273,9 @@ pub struct Connection {
     expected_peer: Option<PeerId>,
     upgrade_deadline: Option<Instant>,
     transmit: BytesMut,
+    /// Used-up blocks of `transmit`, reused once the socket has written them.
+    transmit_blocks: Recycler,
+    /// Decrypted input, reused from one read to the next.
     plaintext: BytesMut,
     scratch: Vec<u8>,
     events: VecDeque<ConnectionEvent>,
@@ -310,6 +322,7 @@ impl Connection {
             expected_peer,
             upgrade_deadline: Some(now + config.upgrade_timeout),
             transmit: BytesMut::new(),
+            transmit_blocks: Recycler::default(),
             plaintext: BytesMut::new(),
             scratch: Vec::new(),
             events: VecDeque::new(),
@@ -449,7 +462,7 @@ impl Connection {
     pub fn close(&mut self) {
         if let State::Open(open) = &mut self.state {
             open.yamux.go_away(0);
-            let _ = Self::flush_open(open, &mut self.plaintext, &mut self.transmit);
+            let _ = Self::flush_open(open, &mut self.transmit, &mut self.transmit_blocks);
         }
         if !self.is_closed() {
             self.state = State::Closed;
@@ -468,11 +481,21 @@ impl Connection {
     /// All bytes to send to the transport now, if any.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         if let State::Open(open) = &mut self.state
-            && let Err(e) = Self::flush_open(open, &mut self.plaintext, &mut self.transmit)
+            && let Err(e) = Self::flush_open(open, &mut self.transmit, &mut self.transmit_blocks)
         {
             self.fail(e);
         }
-        (!self.transmit.is_empty()).then(|| self.transmit.split().freeze())
+        if self.transmit.is_empty() {
+            return None;
+        }
+        let chunk = self.transmit.split().freeze();
+        if chunk.len() < BULK {
+            // Traffic is light: let the bulk blocks go with their last chunks rather
+            // than hold them for an idle connection.
+            self.transmit = BytesMut::new();
+            self.transmit_blocks.clear();
+        }
+        Some(chunk)
     }
 
     /// When [`Connection::handle_timeout`] should be called next.
@@ -507,7 +530,7 @@ impl Connection {
         tracing::debug!(endpoint = ?self.endpoint, %error, "connection failed");
         if let State::Open(open) = &mut self.state {
             // A GoAway queued by the muxer for a protocol error still goes out.
-            let _ = Self::flush_open(open, &mut self.plaintext, &mut self.transmit);
+            let _ = Self::flush_open(open, &mut self.transmit, &mut self.transmit_blocks);
         }
         self.state = State::Closed;
         self.upgrade_deadline = None;
@@ -520,6 +543,11 @@ impl Connection {
         input: &[u8],
         protocols: &Protocols,
     ) -> Result<(), ConnectionError> {
+        if self.is_open() {
+            // The data path: decrypt straight from the caller's bytes.
+            return self.receive_open(now, input, protocols);
+        }
+        // Negotiation hands what follows it on as `Bytes`; only this phase copies.
         let mut input = Bytes::copy_from_slice(input);
         loop {
             match &mut self.state {
@@ -618,15 +646,26 @@ impl Connection {
                     self.drain_yamux(now, protocols);
                     return Ok(());
                 }
-                State::Open(open) => {
-                    self.plaintext.clear();
-                    open.noise.decrypt(&input, &mut self.plaintext)?;
-                    open.yamux.handle_input(now, &self.plaintext)?;
-                    self.drain_yamux(now, protocols);
-                    return Ok(());
-                }
+                State::Open(_) => return self.receive_open(now, &input, protocols),
             }
         }
+    }
+
+    /// Decrypts transport bytes of an open connection and feeds them to the muxer.
+    fn receive_open(
+        &mut self,
+        now: Instant,
+        input: &[u8],
+        protocols: &Protocols,
+    ) -> Result<(), ConnectionError> {
+        let State::Open(open) = &mut self.state else {
+            return Ok(());
+        };
+        self.plaintext.clear();
+        open.noise.decrypt(input, &mut self.plaintext)?;
+        open.yamux.handle_input(now, &self.plaintext)?;
+        self.drain_yamux(now, protocols);
+        Ok(())
     }
 
     /// Turns muxer events into connection events, negotiating stream protocols on the way.
@@ -764,15 +803,28 @@ impl Connection {
         }
     }
 
+    /// Encrypts whatever the muxer has queued into `transmit`.
+    ///
+    /// While bulk data flows, both buffers are recycled rather than allocated per flush:
+    /// the muxer's queue moves out without copying and is dropped right after
+    /// encryption, so the muxer reclaims that memory on its next write; `transmit` grows
+    /// in blocks of [`TRANSMIT_BUFFER`], reused once the socket has written the chunks
+    /// [`Connection::poll_transmit`] cut from them.
     fn flush_open(
         open: &mut Open,
-        plaintext: &mut BytesMut,
         transmit: &mut BytesMut,
+        blocks: &mut Recycler,
     ) -> Result<(), ConnectionError> {
-        plaintext.clear();
-        if open.yamux.poll_transmit(plaintext) {
-            open.noise.encrypt(plaintext, transmit)?;
+        let mut plaintext = BytesMut::new();
+        if !open.yamux.poll_transmit(&mut plaintext) {
+            return Ok(());
         }
+        let frames = plaintext.len().div_ceil(noise::MAX_PLAINTEXT);
+        let needed = plaintext.len() + frames * NOISE_FRAME_OVERHEAD;
+        if needed >= BULK {
+            blocks.reserve(transmit, needed, TRANSMIT_BUFFER);
+        }
+        open.noise.encrypt(&plaintext, transmit)?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod noise;
+pub mod recycle;
 pub mod yamux;
 
 pub use connection::{Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint};
