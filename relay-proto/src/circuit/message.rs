@@ -83,6 +83,16 @@ pub fn decode_hop(body: &[u8]) -> Result<(HopType, HopMessage), MessageError> {
     Ok((kind, msg))
 }
 
+/// A hop STATUS answer: its status and the whole message; any other type is
+/// unexpected, a missing or unknown status malformed.
+pub fn decode_hop_status(body: &[u8]) -> Result<(Status, HopMessage), MessageError> {
+    let (kind, msg) = decode_hop(body)?;
+    if kind != HopType::Status {
+        return Err(MessageError::Unexpected("expected STATUS"));
+    }
+    Ok((status_of(msg.status)?, msg))
+}
+
 /// A stop message whose `type` is known.
 pub fn decode_stop(body: &[u8]) -> Result<(StopType, StopMessage), MessageError> {
     let msg: StopMessage =

@@ -560,12 +560,7 @@ impl Node {
         let Some(relay) = self.relay_of_conn(conn) else {
             return;
         };
-        let parsed = message::decode_hop(body).and_then(|(kind, msg)| {
-            if kind != HopType::Status {
-                return Err(message::MessageError::Unexpected("expected STATUS"));
-            }
-            Ok((message::status_of(msg.status)?, msg))
-        });
+        let parsed = message::decode_hop_status(body);
         let (status, msg) = match parsed {
             Ok(answer) => answer,
             Err(error) => {
@@ -669,12 +664,7 @@ impl Node {
         body: &[u8],
         rest: Bytes,
     ) -> Option<StreamRole> {
-        let answer = message::decode_hop(body).and_then(|(kind, msg)| {
-            if kind != HopType::Status {
-                return Err(message::MessageError::Unexpected("expected STATUS"));
-            }
-            Ok((message::status_of(msg.status)?, msg))
-        });
+        let answer = message::decode_hop_status(body);
         let (status, msg) = match answer {
             Ok(answer) => answer,
             Err(error) => {
