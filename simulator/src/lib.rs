@@ -28,6 +28,7 @@ pub mod host;
 pub mod invariant;
 pub mod nat;
 pub mod net;
+pub mod node;
 pub mod oracle;
 pub mod packet;
 pub mod punch;
