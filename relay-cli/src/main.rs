@@ -11,6 +11,7 @@ mod metrics;
 mod output;
 mod run;
 mod serve;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ enum Command {
     Listen(ListenArgs),
     /// Connects to a peer (directly or through a relay), pings and measures, and exits.
     Dial(DialArgs),
+    /// Runs a simulator scenario file: relay-proto nodes on simulated hosts and NATs.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Where the node's identity comes from.
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run::block_on(serve::serve(args)),
         Command::Listen(args) => run::block_on(run::listen(args)),
         Command::Dial(args) => run::block_on(run::dial(args)),
+        Command::Simulate(args) => simulate::simulate(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

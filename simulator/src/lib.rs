@@ -33,6 +33,7 @@ pub mod oracle;
 pub mod packet;
 pub mod punch;
 pub mod rng;
+pub mod scenario;
 pub mod tcp;
 pub mod time;
 pub mod udp;

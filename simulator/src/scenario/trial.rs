@@ -1,0 +1,620 @@
+//! One trial: a fresh world, the steps in order, and what was measured.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use relay_proto::identity::PeerId;
+use relay_proto::multiaddr::Protocol;
+use relay_proto::node::{ConnectionId, Event, StreamRef};
+use relay_proto::{Multiaddr, Node};
+
+use super::ScenarioError;
+use super::plan::{Cell, Plan, Role};
+use super::spec::{AwaitName, PathName, Step};
+use super::topology::{self, TRANSFER_PROTOCOL};
+use crate::net::HostId;
+use crate::node::{NodeEvent, NodeSpec, NodeWorld, SimClock};
+use crate::time::SimTime;
+
+/// What one trial did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialResult {
+    /// Every step succeeded.
+    pub completed: bool,
+    /// The step that failed and why.
+    pub failure: Option<String>,
+    /// The hole punch, if the scenario has a `hole_punch` step and it ended.
+    pub punch: Option<Punch>,
+    /// A direct connection formed between the hole-punching pair.
+    pub direct: bool,
+    /// From the pair's relayed connection to their direct one.
+    pub time_to_direct: Option<Duration>,
+    /// Bytes the relays relayed (crashed incarnations included).
+    pub relayed_bytes: u64,
+    /// Round trips of the pings of `ping` steps.
+    pub ping_rtts: Vec<Duration>,
+    /// Bytes and durations of `transfer` steps.
+    pub transfers: Vec<(u64, Duration)>,
+    /// The first invariant violation, if any (the trial then fails).
+    pub violation: Option<String>,
+    /// Simulated time at the end.
+    pub sim_time: Duration,
+    /// World events processed.
+    pub events: u64,
+}
+
+/// How a hole punch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Punch {
+    /// A direct connection formed.
+    pub success: bool,
+    /// Attempts made (0: the unilateral dial or an existing connection sufficed).
+    pub attempts: u32,
+}
+
+/// Zeros written by `transfer` steps.
+static CHUNK: [u8; 16 * 1024] = [0; 16 * 1024];
+
+/// A trial in progress.
+struct Trial<'p> {
+    plan: &'p Plan,
+    nw: NodeWorld,
+    hosts: Vec<HostId>,
+    slots: BTreeMap<HostId, usize>,
+    specs: Vec<NodeSpec>,
+    attached: Vec<bool>,
+    peers: BTreeMap<PeerId, usize>,
+    /// Streams of transfers being written: bytes left.
+    sends: BTreeMap<(usize, StreamRef), u64>,
+    /// Streams of transfers being read: bytes so far.
+    receives: BTreeMap<(usize, StreamRef), u64>,
+    /// First relayed and first direct connection per pair (lower index first).
+    relayed_at: BTreeMap<(usize, usize), SimTime>,
+    direct_at: BTreeMap<(usize, usize), SimTime>,
+    relay_bytes_gone: u64,
+    result: TrialResult,
+}
+
+/// Runs trial `seed` of `cell`.
+pub(crate) fn run(
+    plan: &Plan,
+    cell: &Cell,
+    seed: u64,
+    clock: SimClock,
+) -> Result<TrialResult, ScenarioError> {
+    let built = topology::build(plan, cell, seed, clock)?;
+    let peers = built
+        .specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.keypair.public().to_peer_id(), i))
+        .collect();
+    let slots = built
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (*h, i))
+        .collect();
+    let mut t = Trial {
+        plan,
+        nw: built.nw,
+        hosts: built.hosts,
+        slots,
+        specs: built.specs,
+        attached: built.attached,
+        peers,
+        sends: BTreeMap::new(),
+        receives: BTreeMap::new(),
+        relayed_at: BTreeMap::new(),
+        direct_at: BTreeMap::new(),
+        relay_bytes_gone: 0,
+        result: empty_result(),
+    };
+    let mut failure = None;
+    for (i, step) in plan.steps.iter().enumerate() {
+        let outcome = t.step(step).and_then(|()| t.nw.check());
+        if let Err(e) = outcome {
+            failure = Some(format!("step {} ({}): {e}", i + 1, step_name(step)));
+            break;
+        }
+    }
+    // Events of the last step not looked at yet still count (connections, bytes).
+    while let Some(e) = t.nw.poll_event() {
+        t.background(&e);
+    }
+    Ok(t.finish(failure))
+}
+
+impl Trial<'_> {
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        let timeout = |t: &Option<f64>| {
+            t.map_or(self.plan.step_timeout, Duration::from_secs_f64)
+        };
+        match step {
+            Step::Reserve {
+                peer,
+                relay,
+                timeout_s,
+            } => self.reserve(self.slot(peer), self.slot(relay), timeout(timeout_s)),
+            Step::Connect {
+                from,
+                to,
+                via,
+                timeout_s,
+            } => {
+                let via = via.as_ref().map(|v| self.slot(v));
+                self.connect(self.slot(from), self.slot(to), via, timeout(timeout_s))
+            }
+            Step::HolePunch { .. } => Err(
+                "hole punching is not available: relay-proto's Node does not run DCUtR yet"
+                    .into(),
+            ),
+            Step::Ping {
+                from,
+                to,
+                count,
+                path,
+                timeout_s,
+            } => self.ping(
+                self.slot(from),
+                self.slot(to),
+                count.unwrap_or(1),
+                *path,
+                timeout(timeout_s),
+            ),
+            Step::Transfer {
+                from,
+                to,
+                bytes,
+                path,
+                timeout_s,
+            } => self.transfer(
+                self.slot(from),
+                self.slot(to),
+                *bytes,
+                *path,
+                timeout(timeout_s),
+            ),
+            Step::Await {
+                host,
+                event,
+                timeout_s,
+            } => self.await_event(self.slot(host), *event, timeout(timeout_s)),
+            Step::Crash(h) => self.crash(self.slot(h)),
+            Step::Restart(h) | Step::Join(h) => self.start(self.slot(h)),
+            Step::Leave(p) => self.leave(self.slot(p)),
+            Step::Wait(s) => {
+                self.run_for(Duration::from_secs_f64(*s));
+                Ok(())
+            }
+        }
+    }
+
+    // ----- steps -----
+
+    fn reserve(&mut self, peer: usize, relay: usize, timeout: Duration) -> Result<(), String> {
+        let relay_addr = self.p2p_addr(relay)?;
+        let relay_id = self.peer_id(relay);
+        self.command(peer, |n, now| n.reserve(now, relay_addr))?
+            .map_err(|e| e.to_string())?;
+        let host = self.hosts[peer];
+        self.wait(timeout, |_, e| {
+            if e.host != host {
+                return None;
+            }
+            match &e.event {
+                Event::ReservationAccepted { relay, .. } if *relay == relay_id => Some(Ok(())),
+                Event::ReservationRefused { relay, status } if *relay == relay_id => {
+                    Some(Err(format!("refused: {status:?}")))
+                }
+                Event::ReservationLost { relay, reason } if *relay == relay_id => {
+                    Some(Err(format!("lost: {reason:?}")))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    fn connect(
+        &mut self,
+        from: usize,
+        to: usize,
+        via: Option<usize>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let target = self.peer_id(to);
+        let addr = match via {
+            Some(relay) => self
+                .p2p_addr(relay)?
+                .with(Protocol::P2pCircuit)
+                .with(Protocol::P2p(target)),
+            None => self.p2p_addr(to)?,
+        };
+        let conn = self
+            .command(from, |n, now| n.dial(now, addr))?
+            .map_err(|e| e.to_string())?;
+        let host = self.hosts[from];
+        self.wait(timeout, |_, e| {
+            if e.host != host {
+                return None;
+            }
+            match &e.event {
+                Event::ConnectionEstablished { conn: c, .. } if *c == conn => Some(Ok(())),
+                Event::DialFailed { conn: c, error, .. } if *c == conn => {
+                    Some(Err(error.to_string()))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    fn ping(
+        &mut self,
+        from: usize,
+        to: usize,
+        count: u32,
+        path: PathName,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let conn = self.connection(from, to, path)?;
+        self.command(from, |n, now| n.ping(now, conn, count as usize))?
+            .map_err(|e| e.to_string())?;
+        let host = self.hosts[from];
+        let mut left = count;
+        self.wait(timeout, |t, e| {
+            if e.host != host {
+                return None;
+            }
+            match &e.event {
+                Event::Ping {
+                    conn: c,
+                    result: Ok(rtt),
+                    ..
+                } if *c == conn => {
+                    t.result.ping_rtts.push(*rtt);
+                    left -= 1;
+                    (left == 0).then_some(Ok(()))
+                }
+                Event::Ping {
+                    conn: c,
+                    result: Err(error),
+                    ..
+                } if *c == conn => Some(Err(format!("ping failed: {error}"))),
+                Event::ConnectionClosed { conn: c, .. } if *c == conn => {
+                    Some(Err("the connection closed".into()))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    fn transfer(
+        &mut self,
+        from: usize,
+        to: usize,
+        bytes: u64,
+        path: PathName,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let conn = self.connection(from, to, path)?;
+        let stream = self
+            .command(from, |n, now| n.open_stream(now, conn, TRANSFER_PROTOCOL))?
+            .map_err(|e| e.to_string())?;
+        self.sends.insert((from, stream), bytes);
+        let started = self.nw.now();
+        let (sender, receiver) = (self.hosts[from], self.hosts[to]);
+        let result = self.wait(timeout, |t, e| match &e.event {
+            Event::StreamOpenFailed { stream: s, error } if e.host == sender && *s == stream => {
+                Some(Err(format!("stream refused: {error}")))
+            }
+            Event::StreamReset { stream: s } if e.host == sender && *s == stream => {
+                Some(Err("the stream was reset".into()))
+            }
+            Event::StreamReset { stream: s } if e.host == receiver => {
+                let got = t.receives.remove(&(to, *s))?;
+                Some(Err(format!("the stream was reset after {got} bytes")))
+            }
+            Event::StreamFinished { stream: s } if e.host == receiver => {
+                let got = t.receives.remove(&(to, *s))?;
+                if got == bytes {
+                    let took = t.nw.now().saturating_since(started);
+                    t.result.transfers.push((bytes, took));
+                    Some(Ok(()))
+                } else {
+                    Some(Err(format!("the stream ended after {got} of {bytes} bytes")))
+                }
+            }
+            _ => None,
+        });
+        self.sends.remove(&(from, stream));
+        result
+    }
+
+    fn await_event(&mut self, at: usize, what: AwaitName, timeout: Duration) -> Result<(), String> {
+        let host = self.hosts[at];
+        self.wait(timeout, |_, e| {
+            let hit = e.host == host
+                && match (&e.event, what) {
+                    (Event::ReservationAccepted { .. }, AwaitName::ReservationAccepted)
+                    | (Event::ReservationLost { .. }, AwaitName::ReservationLost)
+                    | (Event::ConnectionClosed { .. }, AwaitName::ConnectionClosed) => true,
+                    (Event::ConnectionEstablished { relayed, .. }, AwaitName::RelayedConnection) => {
+                        *relayed
+                    }
+                    (Event::ConnectionEstablished { relayed, .. }, AwaitName::DirectConnection) => {
+                        !*relayed
+                    }
+                    _ => false,
+                };
+            hit.then_some(Ok(()))
+        })
+    }
+
+    fn crash(&mut self, i: usize) -> Result<(), String> {
+        self.relay_bytes_gone += self.relayed_bytes_of(i);
+        self.nw.crash(self.hosts[i]).map_err(|e| e.to_string())
+    }
+
+    /// Restarts a crashed host, or brings an absent peer for the first time.
+    fn start(&mut self, i: usize) -> Result<(), String> {
+        let host = self.hosts[i];
+        if self.attached[i] {
+            return self.nw.restart(host).map_err(|e| e.to_string());
+        }
+        self.nw
+            .world_mut()
+            .restart_host(host)
+            .map_err(|e| e.to_string())?;
+        self.nw
+            .attach(host, self.specs[i].clone())
+            .map_err(|e| e.to_string())?;
+        self.attached[i] = true;
+        Ok(())
+    }
+
+    /// Closes every connection, lets the closes go out, then switches off.
+    fn leave(&mut self, i: usize) -> Result<(), String> {
+        let host = self.hosts[i];
+        if self.nw.node(host).is_some() {
+            self.command(i, |n, now| {
+                let conns: Vec<ConnectionId> = n.connection_ids().collect();
+                for c in conns {
+                    n.close(now, c);
+                }
+            })?;
+            self.run_for(LEAVE_GRACE);
+        }
+        self.crash(i)
+    }
+
+    // ----- the event loop -----
+
+    /// Runs until `goal` decides on an event, or fails after `timeout`.
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        mut goal: impl FnMut(&mut Self, &NodeEvent) -> Option<Result<(), String>>,
+    ) -> Result<(), String> {
+        let deadline = self.nw.now() + timeout;
+        loop {
+            while let Some(e) = self.nw.poll_event() {
+                self.background(&e);
+                if let Some(outcome) = goal(self, &e) {
+                    return outcome;
+                }
+            }
+            if let Some(v) = self.nw.violation() {
+                return Err(format!("invariant violated: {v}"));
+            }
+            match self.nw.next_event_time() {
+                Some(t) if t <= deadline => {
+                    self.nw.step();
+                }
+                _ => {
+                    self.nw.run_until(deadline);
+                    return Err(format!("timed out after {} s", timeout.as_secs_f64()));
+                }
+            }
+        }
+    }
+
+    /// Lets time pass, handling events.
+    fn run_for(&mut self, d: Duration) {
+        let _ = self.wait(d, |_, _| None);
+    }
+
+    /// What every event does whatever the step: transfers move, connections are noted.
+    fn background(&mut self, e: &NodeEvent) {
+        let Some(&at) = self.slots.get(&e.host) else {
+            return;
+        };
+        match &e.event {
+            Event::StreamOpened { stream, .. } | Event::StreamWritable { stream } => {
+                if self.sends.contains_key(&(at, *stream)) {
+                    self.write_more(at, *stream);
+                }
+            }
+            Event::InboundStream {
+                stream, protocol, ..
+            } if protocol == TRANSFER_PROTOCOL => {
+                self.receives.insert((at, *stream), 0);
+            }
+            Event::StreamFinished { stream } if self.receives.contains_key(&(at, *stream)) => {
+                let s = *stream;
+                let _ = self.command(at, |node, now| node.stream_close(now, s));
+            }
+            Event::StreamData { stream, data } => {
+                if let Some(got) = self.receives.get_mut(&(at, *stream)) {
+                    *got += data.len() as u64;
+                    let (s, n) = (*stream, data.len());
+                    let _ = self.command(at, |node, now| node.stream_consumed(now, s, n));
+                }
+            }
+            Event::ConnectionEstablished { peer, relayed, .. } => {
+                if let Some(&other) = self.peers.get(peer)
+                    && matches!(self.plan.hosts[other].role, Role::Peer)
+                    && matches!(self.plan.hosts[at].role, Role::Peer)
+                {
+                    let pair = (at.min(other), at.max(other));
+                    let first = if *relayed {
+                        &mut self.relayed_at
+                    } else {
+                        &mut self.direct_at
+                    };
+                    first.entry(pair).or_insert(e.at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes what the stream's window takes; closes it when all is written.
+    fn write_more(&mut self, at: usize, stream: StreamRef) {
+        while let Some(&left) = self.sends.get(&(at, stream)) {
+            if left == 0 {
+                break;
+            }
+            let n = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK.len());
+            let wrote = self.command(at, |node, now| node.stream_write(now, stream, &CHUNK[..n]));
+            match wrote {
+                Ok(Ok(w)) if w > 0 => {
+                    if let Some(l) = self.sends.get_mut(&(at, stream)) {
+                        *l -= w as u64;
+                    }
+                }
+                // A full window (StreamWritable follows) or a dead stream (reset follows).
+                _ => return,
+            }
+        }
+        if self.sends.get(&(at, stream)) == Some(&0) {
+            let _ = self.command(at, |node, now| node.stream_close(now, stream));
+        }
+    }
+
+    // ----- helpers -----
+
+    fn slot(&self, name: &str) -> usize {
+        // Names were checked when the plan was made.
+        self.plan.index[name]
+    }
+
+    fn peer_id(&self, i: usize) -> PeerId {
+        self.specs[i].keypair.public().to_peer_id()
+    }
+
+    /// `/ip4/<addr>/tcp/<port>/p2p/<peer>` of a host's node.
+    fn p2p_addr(&self, i: usize) -> Result<Multiaddr, String> {
+        let addr = self
+            .nw
+            .listen_addr(self.hosts[i])
+            .map_err(|e| e.to_string())?;
+        Ok(addr.with(Protocol::P2p(self.peer_id(i))))
+    }
+
+    fn command<T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Node, std::time::Instant) -> T,
+    ) -> Result<T, String> {
+        self.nw
+            .command(self.hosts[i], f)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A connection from `from` to `to` of the kind asked for.
+    fn connection(&self, from: usize, to: usize, path: PathName) -> Result<ConnectionId, String> {
+        let node = self
+            .nw
+            .node(self.hosts[from])
+            .ok_or_else(|| format!("{} is down", self.plan.hosts[from].name))?;
+        let target = self.peer_id(to);
+        node.connections_to(&target)
+            .iter()
+            .copied()
+            .find(|c| {
+                let relayed = node.connection_info(*c).is_some_and(|i| i.relay.is_some());
+                match path {
+                    PathName::Any => true,
+                    PathName::Direct => !relayed,
+                    PathName::Relayed => relayed,
+                }
+            })
+            .ok_or_else(|| {
+                let kind = match path {
+                    PathName::Any => "",
+                    PathName::Direct => "direct ",
+                    PathName::Relayed => "relayed ",
+                };
+                format!(
+                    "no {kind}connection from {} to {}",
+                    self.plan.hosts[from].name, self.plan.hosts[to].name
+                )
+            })
+    }
+
+    fn relayed_bytes_of(&self, i: usize) -> u64 {
+        self.nw
+            .node(self.hosts[i])
+            .and_then(|n| n.relay_policy())
+            .map_or(0, |p| p.usage().bytes_relayed)
+    }
+
+    fn finish(mut self, failure: Option<String>) -> TrialResult {
+        let mut r = std::mem::replace(&mut self.result, empty_result());
+        r.relayed_bytes = self.relay_bytes_gone
+            + (0..self.hosts.len())
+                .map(|i| self.relayed_bytes_of(i))
+                .sum::<u64>();
+        if let Some((a, b)) = self.plan.punch_pair {
+            let pair = (a.min(b), a.max(b));
+            let direct = self.direct_at.get(&pair).copied();
+            r.direct = direct.is_some();
+            r.time_to_direct = match (self.relayed_at.get(&pair), direct) {
+                (Some(relayed), Some(direct)) => Some(direct.saturating_since(*relayed)),
+                _ => None,
+            };
+        }
+        r.violation = self.nw.violation().map(|v| v.to_string());
+        r.completed = failure.is_none() && r.violation.is_none();
+        r.failure = failure.or_else(|| r.violation.clone());
+        r.sim_time = self.nw.now().as_duration();
+        r.events = self.nw.world().stats().events;
+        r
+    }
+}
+
+/// How long a leaving peer waits for its closes to go out before switching off.
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
+
+fn empty_result() -> TrialResult {
+    TrialResult {
+        completed: false,
+        failure: None,
+        punch: None,
+        direct: false,
+        time_to_direct: None,
+        relayed_bytes: 0,
+        ping_rtts: Vec::new(),
+        transfers: Vec::new(),
+        violation: None,
+        sim_time: Duration::ZERO,
+        events: 0,
+    }
+}
+
+/// The step's kind, for failure messages.
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Reserve { .. } => "reserve",
+        Step::Connect { .. } => "connect",
+        Step::HolePunch { .. } => "hole_punch",
+        Step::Ping { .. } => "ping",
+        Step::Transfer { .. } => "transfer",
+        Step::Await { .. } => "await",
+        Step::Crash(_) => "crash",
+        Step::Restart(_) => "restart",
+        Step::Leave(_) => "leave",
+        Step::Join(_) => "join",
+        Step::Wait(_) => "wait",
+    }
+}
