@@ -53,7 +53,10 @@ fn parse(args: &[String]) -> Result<(PathBuf, Overrides), String> {
             }
             "--trials" => {
                 let v = value("--trials")?;
-                o.trials = Some(v.parse().map_err(|_| format!("--trials {v}: not a number"))?);
+                o.trials = Some(
+                    v.parse()
+                        .map_err(|_| format!("--trials {v}: not a number"))?,
+                );
             }
             "--no-invariant-checks" => o.no_invariant_checks = true,
             "-h" | "--help" => return Err("help".into()),

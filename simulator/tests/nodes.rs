@@ -59,12 +59,21 @@ fn net(seed: u64, clock: SimClock) -> Net {
         relay: Some(RelayConfig::default()),
         ..Config::default()
     };
-    nw.attach(relay, NodeSpec::new(relay_config, keypair_from_seed(1), 4001))
-        .unwrap();
-    nw.attach(a, NodeSpec::new(Config::default(), keypair_from_seed(2), 4001))
-        .unwrap();
-    nw.attach(b, NodeSpec::new(Config::default(), keypair_from_seed(3), 4001))
-        .unwrap();
+    nw.attach(
+        relay,
+        NodeSpec::new(relay_config, keypair_from_seed(1), 4001),
+    )
+    .unwrap();
+    nw.attach(
+        a,
+        NodeSpec::new(Config::default(), keypair_from_seed(2), 4001),
+    )
+    .unwrap();
+    nw.attach(
+        b,
+        NodeSpec::new(Config::default(), keypair_from_seed(3), 4001),
+    )
+    .unwrap();
     Net {
         nw,
         relay,
@@ -104,7 +113,10 @@ impl Net {
 
     fn relay_addr(&self) -> relay_proto::Multiaddr {
         let peer = self.nw.node(self.relay).unwrap().peer_id();
-        self.nw.listen_addr(self.relay).unwrap().with(Protocol::P2p(peer))
+        self.nw
+            .listen_addr(self.relay)
+            .unwrap()
+            .with(Protocol::P2p(peer))
     }
 
     /// B reserves on the relay; A dials B through it. Returns A's relayed connection.

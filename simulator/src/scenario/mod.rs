@@ -180,7 +180,11 @@ impl Scenario {
 
     /// The seed of trial `trial` of cell `cell`.
     pub fn trial_seed(&self, cell: usize, trial: u32) -> u64 {
-        mix(self.plan.seed ^ TRIAL_SALT, cell as u64 + 1, u64::from(trial))
+        mix(
+            self.plan.seed ^ TRIAL_SALT,
+            cell as u64 + 1,
+            u64::from(trial),
+        )
     }
 
     /// Runs one trial of one cell.
@@ -233,10 +237,7 @@ impl Scenario {
             progress(i, &report);
             cells.push(report);
         }
-        let mix = plan
-            .mix
-            .as_ref()
-            .map(|m| report::mix(&cells, m.field_rate));
+        let mix = plan.mix.as_ref().map(|m| report::mix(&cells, m.field_rate));
         Ok(Report {
             scenario: plan.name.clone(),
             seed: plan.seed,

@@ -242,7 +242,10 @@ impl Plan {
             )));
         }
         Ok(Plan {
-            name: spec.name.clone().unwrap_or_else(|| fallback_name.to_owned()),
+            name: spec
+                .name
+                .clone()
+                .unwrap_or_else(|| fallback_name.to_owned()),
             seed: spec.seed,
             hosts,
             index,
@@ -301,7 +304,8 @@ fn nonzero_port(port: Option<u16>, what: &str) -> Result<u16, ScenarioError> {
 }
 
 fn resolve_chain(spec: &NatSpec, what: &str) -> Result<Chain, ScenarioError> {
-    let chain = nat_spec::resolve(spec).map_err(|e| ScenarioError::Invalid(format!("{what}: {e}")))?;
+    let chain =
+        nat_spec::resolve(spec).map_err(|e| ScenarioError::Invalid(format!("{what}: {e}")))?;
     if chain.nats.len() > MAX_CHAIN {
         return Err(ScenarioError::Invalid(format!(
             "{what}: at most {MAX_CHAIN} NATs in a chain"
@@ -478,7 +482,9 @@ fn matrix_cells(
     }
     let mut axes: Vec<(usize, Vec<Chain>)> = Vec::new();
     for (name, nats) in &m.nat {
-        let i = lookup.peer(name).map_err(|e| invalid(format!("matrix: {e}")))?;
+        let i = lookup
+            .peer(name)
+            .map_err(|e| invalid(format!("matrix: {e}")))?;
         if nats.is_empty() {
             return Err(invalid(format!("matrix.nat.{name} is empty")));
         }

@@ -278,7 +278,10 @@ impl Report {
             "oracle"
         );
         for c in &self.cells {
-            let ttd = match (c.time_to_direct_quantile(0.5), c.time_to_direct_quantile(0.9)) {
+            let ttd = match (
+                c.time_to_direct_quantile(0.5),
+                c.time_to_direct_quantile(0.9),
+            ) {
                 (Some(a), Some(b)) => format!("{:.0}/{:.0} ms", ms(a), ms(b)),
                 _ => "-".into(),
             };
@@ -318,8 +321,11 @@ impl Report {
                 100.0 * (m.projected - m.field_rate)
             );
         }
-        let failing: Vec<&CellReport> =
-            self.cells.iter().filter(|c| !c.failures.is_empty()).collect();
+        let failing: Vec<&CellReport> = self
+            .cells
+            .iter()
+            .filter(|c| !c.failures.is_empty())
+            .collect();
         if !failing.is_empty() {
             let _ = writeln!(s, "failures:");
             for c in failing {

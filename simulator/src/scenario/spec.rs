@@ -136,8 +136,7 @@ pub struct PeerSpec {
 }
 
 /// A NAT: a preset name, one custom NAT, or a chain of them, innermost first.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NatSpec {
     /// One NAT, or `public` for none.
     One(NatItem),
@@ -152,14 +151,47 @@ impl Default for NatSpec {
 }
 
 /// One NAT of a chain.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NatItem {
     /// `full_cone`, `restricted_cone`, `port_restricted_cone`, `symmetric`,
     /// `linux_default` (or `public` alone: no NAT).
     Preset(String),
     /// A NAT described by its RFC 4787/5382 dimensions.
     Custom(NatCustom),
+}
+
+// By hand rather than `untagged`: a struct would also accept a sequence (its fields in
+// order), so a chain could silently become one custom NAT.
+impl<'de> Deserialize<'de> for NatSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::Sequence(items) => items
+                .into_iter()
+                .map(nat_item)
+                .collect::<Result<_, _>>()
+                .map(NatSpec::Chain),
+            other => nat_item(other).map(NatSpec::One),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for NatItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        nat_item(serde_yaml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+fn nat_item(v: serde_yaml::Value) -> Result<NatItem, String> {
+    match v {
+        serde_yaml::Value::String(name) => Ok(NatItem::Preset(name)),
+        v @ serde_yaml::Value::Mapping(_) => serde_yaml::from_value(v)
+            .map(NatItem::Custom)
+            .map_err(|e| format!("a custom NAT: {e}")),
+        other => Err(format!(
+            "a NAT is a preset name, a map of dimensions, or a list of those; not {other:?}"
+        )),
+    }
 }
 
 /// A NAT by its dimensions; unset ones come from `preset` (default `full_cone`).

@@ -72,6 +72,12 @@ struct Trial<'p> {
     relayed_at: BTreeMap<(usize, usize), SimTime>,
     direct_at: BTreeMap<(usize, usize), SimTime>,
     relay_bytes_gone: u64,
+    /// Events `await` steps can wait for, as they happened: (time, host, kind).
+    marks: Vec<(SimTime, usize, AwaitName)>,
+    /// Marks before this index were consumed by an `await`.
+    marks_used: usize,
+    /// When the previous step began: an `await` also takes events from then on.
+    previous_start: SimTime,
     result: TrialResult,
 }
 
@@ -108,11 +114,16 @@ pub(crate) fn run(
         relayed_at: BTreeMap::new(),
         direct_at: BTreeMap::new(),
         relay_bytes_gone: 0,
+        marks: Vec::new(),
+        marks_used: 0,
+        previous_start: SimTime::ZERO,
         result: empty_result(),
     };
     let mut failure = None;
     for (i, step) in plan.steps.iter().enumerate() {
+        let started = t.nw.now();
         let outcome = t.step(step).and_then(|()| t.nw.check());
+        t.previous_start = started;
         if let Err(e) = outcome {
             failure = Some(format!("step {} ({}): {e}", i + 1, step_name(step)));
             break;
@@ -127,9 +138,7 @@ pub(crate) fn run(
 
 impl Trial<'_> {
     fn step(&mut self, step: &Step) -> Result<(), String> {
-        let timeout = |t: &Option<f64>| {
-            t.map_or(self.plan.step_timeout, Duration::from_secs_f64)
-        };
+        let timeout = |t: &Option<f64>| t.map_or(self.plan.step_timeout, Duration::from_secs_f64);
         match step {
             Step::Reserve {
                 peer,
@@ -146,8 +155,7 @@ impl Trial<'_> {
                 self.connect(self.slot(from), self.slot(to), via, timeout(timeout_s))
             }
             Step::HolePunch { .. } => Err(
-                "hole punching is not available: relay-proto's Node does not run DCUtR yet"
-                    .into(),
+                "hole punching is not available: relay-proto's Node does not run DCUtR yet".into(),
             ),
             Step::Ping {
                 from,
@@ -321,7 +329,9 @@ impl Trial<'_> {
                     t.result.transfers.push((bytes, took));
                     Some(Ok(()))
                 } else {
-                    Some(Err(format!("the stream ended after {got} of {bytes} bytes")))
+                    Some(Err(format!(
+                        "the stream ended after {got} of {bytes} bytes"
+                    )))
                 }
             }
             _ => None,
@@ -330,22 +340,24 @@ impl Trial<'_> {
         result
     }
 
+    /// Waits for an event at a host that happened since the previous step began and
+    /// that no earlier `await` took.
     fn await_event(&mut self, at: usize, what: AwaitName, timeout: Duration) -> Result<(), String> {
+        let since = self.previous_start;
+        let found = self.marks[self.marks_used..]
+            .iter()
+            .position(|&(t, h, kind)| t >= since && h == at && kind == what);
+        if let Some(i) = found {
+            self.marks_used += i + 1;
+            return Ok(());
+        }
+        self.marks_used = self.marks.len();
         let host = self.hosts[at];
-        self.wait(timeout, |_, e| {
-            let hit = e.host == host
-                && match (&e.event, what) {
-                    (Event::ReservationAccepted { .. }, AwaitName::ReservationAccepted)
-                    | (Event::ReservationLost { .. }, AwaitName::ReservationLost)
-                    | (Event::ConnectionClosed { .. }, AwaitName::ConnectionClosed) => true,
-                    (Event::ConnectionEstablished { relayed, .. }, AwaitName::RelayedConnection) => {
-                        *relayed
-                    }
-                    (Event::ConnectionEstablished { relayed, .. }, AwaitName::DirectConnection) => {
-                        !*relayed
-                    }
-                    _ => false,
-                };
+        self.wait(timeout, |t, e| {
+            let hit = e.host == host && await_kind(&e.event) == Some(what);
+            if hit {
+                t.marks_used = t.marks.len();
+            }
             hit.then_some(Ok(()))
         })
     }
@@ -428,6 +440,9 @@ impl Trial<'_> {
         let Some(&at) = self.slots.get(&e.host) else {
             return;
         };
+        if let Some(kind) = await_kind(&e.event) {
+            self.marks.push((e.at, at, kind));
+        }
         match &e.event {
             Event::StreamOpened { stream, .. } | Event::StreamWritable { stream } => {
                 if self.sends.contains_key(&(at, *stream)) {
@@ -516,12 +531,12 @@ impl Trial<'_> {
         i: usize,
         f: impl FnOnce(&mut Node, std::time::Instant) -> T,
     ) -> Result<T, String> {
-        self.nw
-            .command(self.hosts[i], f)
-            .map_err(|e| e.to_string())
+        self.nw.command(self.hosts[i], f).map_err(|e| e.to_string())
     }
 
-    /// A connection from `from` to `to` of the kind asked for.
+    /// A connection from `from` to `to` of the kind asked for: direct before relayed,
+    /// then the newest (a relayed connection through a crashed relay lingers until
+    /// TCP gives up on it).
     fn connection(&self, from: usize, to: usize, path: PathName) -> Result<ConnectionId, String> {
         let node = self
             .nw
@@ -530,15 +545,17 @@ impl Trial<'_> {
         let target = self.peer_id(to);
         node.connections_to(&target)
             .iter()
-            .copied()
-            .find(|c| {
-                let relayed = node.connection_info(*c).is_some_and(|i| i.relay.is_some());
-                match path {
+            .filter_map(|c| {
+                let relayed = node.connection_info(*c)?.relay.is_some();
+                let wanted = match path {
                     PathName::Any => true,
                     PathName::Direct => !relayed,
                     PathName::Relayed => relayed,
-                }
+                };
+                wanted.then_some((!relayed, *c))
             })
+            .max()
+            .map(|(_, c)| c)
             .ok_or_else(|| {
                 let kind = match path {
                     PathName::Any => "",
@@ -600,6 +617,18 @@ fn empty_result() -> TrialResult {
         sim_time: Duration::ZERO,
         events: 0,
     }
+}
+
+/// The kind of event an `await` step can wait for, if it is one.
+fn await_kind(e: &Event) -> Option<AwaitName> {
+    Some(match e {
+        Event::ReservationAccepted { .. } => AwaitName::ReservationAccepted,
+        Event::ReservationLost { .. } => AwaitName::ReservationLost,
+        Event::ConnectionClosed { .. } => AwaitName::ConnectionClosed,
+        Event::ConnectionEstablished { relayed: true, .. } => AwaitName::RelayedConnection,
+        Event::ConnectionEstablished { relayed: false, .. } => AwaitName::DirectConnection,
+        _ => return None,
+    })
 }
 
 /// The step's kind, for failure messages.
