@@ -3,6 +3,7 @@
 //! line to stdout. Exit status 1 on a bad file or argument, 2 when an invariant was
 //! violated.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,7 +23,9 @@ fn main() -> ExitCode {
     match run_file(&path, overrides) {
         Ok(report) => {
             eprint!("{}", report.table());
-            print!("{}", report.json_lines());
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(report.json_lines().as_bytes());
+            let _ = out.flush();
             if report.violations() > 0 {
                 ExitCode::from(2)
             } else {

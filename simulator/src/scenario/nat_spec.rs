@@ -137,7 +137,7 @@ fn custom_config(c: &NatCustom) -> Result<(String, NatConfig), String> {
 
 /// A non-negative, finite number of seconds.
 pub(crate) fn seconds(s: f64, what: &str) -> Result<Duration, String> {
-    if s.is_finite() && s >= 0.0 && s < 1e10 {
+    if (0.0..1e10).contains(&s) {
         Ok(Duration::from_secs_f64(s))
     } else {
         Err(format!(

@@ -196,7 +196,7 @@ impl Plan {
         };
         let ping_interval = match spec.options.ping_interval_s {
             None => None,
-            Some(s) if s == 0.0 => Some(None),
+            Some(0.0) => Some(None),
             Some(s) => Some(Some(
                 nat_spec::seconds(s, "options.ping_interval_s").map_err(invalid)?,
             )),

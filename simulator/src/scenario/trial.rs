@@ -444,10 +444,10 @@ impl Trial<'_> {
             self.marks.push((e.at, at, kind));
         }
         match &e.event {
-            Event::StreamOpened { stream, .. } | Event::StreamWritable { stream } => {
-                if self.sends.contains_key(&(at, *stream)) {
-                    self.write_more(at, *stream);
-                }
+            Event::StreamOpened { stream, .. } | Event::StreamWritable { stream }
+                if self.sends.contains_key(&(at, *stream)) =>
+            {
+                self.write_more(at, *stream);
             }
             Event::InboundStream {
                 stream, protocol, ..
