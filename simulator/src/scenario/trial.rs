@@ -122,7 +122,10 @@ pub(crate) fn run(
     let mut failure = None;
     for (i, step) in plan.steps.iter().enumerate() {
         let started = t.nw.now();
-        let outcome = t.step(step).and_then(|()| t.nw.check());
+        let outcome = t
+            .step(step)
+            .and_then(|()| t.nw.check())
+            .and_then(|()| t.check_relays());
         t.previous_start = started;
         if let Err(e) = outcome {
             failure = Some(format!("step {} ({}): {e}", i + 1, step_name(step)));
@@ -567,6 +570,29 @@ impl Trial<'_> {
                     self.plan.hosts[from].name, self.plan.hosts[to].name
                 )
             })
+    }
+
+    /// The relays' invariants: limits hold and no reservation outlives its expiry.
+    fn check_relays(&self) -> Result<(), String> {
+        let now = self.nw.instant();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let Some(policy) = self.nw.node(*h).and_then(|n| n.relay_policy()) else {
+                continue;
+            };
+            let name = &self.plan.hosts[i].name;
+            let usage = policy.usage();
+            if usage.reservations > usage.max_reservations as usize
+                || usage.circuits > usage.max_circuits as usize
+            {
+                return Err(format!("invariant violated: {name} is over its limits"));
+            }
+            if policy.reservations().any(|r| r.expires_at < now) {
+                return Err(format!(
+                    "invariant violated: {name} keeps a reservation past its expiry"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn relayed_bytes_of(&self, i: usize) -> u64 {
