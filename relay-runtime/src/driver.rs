@@ -638,7 +638,7 @@ impl<R: Runtime> Driver<R> {
                         let _ = writer.queue.unbounded_send(data);
                     }
                 }
-                Output::Dial { conn, addr } => {
+                Output::Dial { conn, addr, .. } => {
                     let mut sockets = self.sockets.clone();
                     let connect = self.runtime.connect(addr);
                     self.runtime.spawn(Box::pin(async move {
