@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use relay_proto::node::{Input, Output};
+use relay_proto::node::{DialFrom, Input, Output};
 
 use super::{NodeEvent, NodeWorld, Socket};
 use crate::error::NetError;
@@ -121,29 +121,26 @@ impl NodeWorld {
                         let _ = self.world.tcp_send(sock, data);
                     }
                 }
-                Output::Dial { conn, addr } => {
-                    let (port, reuse) = (a.spec.listen_port, a.spec.port_reuse);
-                    match self.connect(host, addr, reuse.then_some(port)) {
-                        Ok(sock) => {
-                            let a = self.hosts.get_mut(&host).expect("present");
-                            a.conns.insert(conn, sock);
-                            a.sockets.insert(
-                                sock,
-                                Socket {
-                                    conn,
-                                    connected: false,
-                                    ended: false,
-                                },
-                            );
-                        }
-                        Err(error) => {
-                            let a = self.hosts.get_mut(&host).expect("present");
-                            let node = a.node.as_mut().expect("up");
-                            let error = error.to_string();
-                            node.handle_input(now, Input::DialFailed { conn, error });
-                        }
+                Output::Dial { conn, addr, from } => match self.connect(host, addr, from) {
+                    Ok(sock) => {
+                        let a = self.hosts.get_mut(&host).expect("present");
+                        a.conns.insert(conn, sock);
+                        a.sockets.insert(
+                            sock,
+                            Socket {
+                                conn,
+                                connected: false,
+                                ended: false,
+                            },
+                        );
                     }
-                }
+                    Err(error) => {
+                        let a = self.hosts.get_mut(&host).expect("present");
+                        let node = a.node.as_mut().expect("up");
+                        let error = error.to_string();
+                        node.handle_input(now, Input::DialFailed { conn, error });
+                    }
+                },
                 Output::Close { conn } => {
                     if let Some(sock) = a.conns.remove(&conn) {
                         a.sockets.remove(&sock);
@@ -156,24 +153,29 @@ impl NodeWorld {
         self.arm_timer(host);
     }
 
-    /// Opens a TCP connection from `port` if given and free for that peer, else from
-    /// an ephemeral port.
+    /// Opens a TCP connection from where the node asked: an ephemeral port, the listen
+    /// port if that 4-tuple is free (else an ephemeral one), or for a hole punch the
+    /// listen port and nothing else.
     fn connect(
         &mut self,
         host: HostId,
         addr: SocketAddr,
-        port: Option<u16>,
+        from: DialFrom,
     ) -> Result<crate::tcp::ConnId, String> {
         let SocketAddr::V4(remote) = addr else {
             return Err(format!("{addr}: the simulated network is IPv4 only"));
         };
-        match self.world.tcp_connect(host, port, remote) {
-            Err(NetError::PortInUse { .. }) if port.is_some() => {
-                self.world.tcp_connect(host, None, remote)
+        let result = match from {
+            DialFrom::Ephemeral => self.world.tcp_connect(host, None, remote),
+            DialFrom::ListenPort(local) => {
+                match self.world.tcp_connect(host, Some(local.port()), remote) {
+                    Err(NetError::PortInUse { .. }) => self.world.tcp_connect(host, None, remote),
+                    other => other,
+                }
             }
-            other => other,
-        }
-        .map_err(|e| e.to_string())
+            DialFrom::HolePunch(local) => self.world.tcp_connect(host, Some(local.port()), remote),
+        };
+        result.map_err(|e| e.to_string())
     }
 
     /// Points the host's world timer at the node's next timeout.

@@ -11,10 +11,12 @@
 //! depend on its base. Randomness: each node's RNG is seeded from the world's seed, the
 //! host and the node's incarnation, so the same seed gives the same run.
 //!
-//! Dials leave from the node's listen port when [`NodeSpec::port_reuse`] is on (the
-//! default, as libp2p's TCP transport does with `SO_REUSEPORT`): the address a relay
-//! observes is then the one a hole punch reuses. If that 4-tuple is taken the dial
-//! falls back to an ephemeral port.
+//! Dials leave from where the node says (`Output::Dial`'s `DialFrom`): the listen port
+//! for ordinary dials when `Config::port_reuse` is on (the default, as libp2p's TCP
+//! transport does with `SO_REUSEPORT`), falling back to an ephemeral port when that
+//! 4-tuple is taken; the listen port and nothing else for hole-punch dials. So the
+//! address a relay observes is the NAT mapping a hole punch reuses, and simultaneous
+//! open happens through the simulated NATs as through real ones.
 //!
 //! Crashes: [`NodeWorld::crash`] drops the node with its host's sockets; a restart
 //! builds a new node with the same identity and configuration and a fresh RNG stream.
@@ -54,20 +56,17 @@ pub struct NodeSpec {
     pub keypair: Keypair,
     /// The TCP port it listens on.
     pub listen_port: u16,
-    /// Dial from the listen port (`SO_REUSEPORT`), as libp2p's TCP transport does.
-    pub port_reuse: bool,
     /// Protocols the application accepts inbound streams of.
     pub protocols: Vec<String>,
 }
 
 impl NodeSpec {
-    /// A node with `config` and `keypair` listening on `listen_port`, dialing from it.
+    /// A node with `config` and `keypair` listening on `listen_port`.
     pub fn new(config: Config, keypair: Keypair, listen_port: u16) -> Self {
         Self {
             config,
             keypair,
             listen_port,
-            port_reuse: true,
             protocols: Vec::new(),
         }
     }

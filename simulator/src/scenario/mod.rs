@@ -66,7 +66,7 @@ pub use trial::{Punch, TrialResult};
 use std::path::Path;
 
 use crate::NetError;
-use crate::node::{NodeError, SimClock};
+use crate::node::{NodeError, NodeEvent, SimClock};
 use crate::world::mix;
 use plan::Plan;
 
@@ -199,7 +199,29 @@ impl Scenario {
             .cells
             .get(cell)
             .ok_or_else(|| ScenarioError::Invalid(format!("no cell {cell}")))?;
-        trial::run(&self.plan, c, self.trial_seed(cell, trial), clock)
+        trial::run(&self.plan, c, self.trial_seed(cell, trial), clock, None)
+    }
+
+    /// Runs one trial of one cell, showing `observe` every node event as it happens.
+    pub fn trace_trial(
+        &self,
+        cell: usize,
+        trial: u32,
+        clock: SimClock,
+        observe: &mut dyn FnMut(&NodeEvent),
+    ) -> Result<TrialResult, ScenarioError> {
+        let c = self
+            .plan
+            .cells
+            .get(cell)
+            .ok_or_else(|| ScenarioError::Invalid(format!("no cell {cell}")))?;
+        trial::run(
+            &self.plan,
+            c,
+            self.trial_seed(cell, trial),
+            clock,
+            Some(observe),
+        )
     }
 
     /// Runs every trial of every cell.
@@ -231,7 +253,7 @@ impl Scenario {
                 plan.oracle(cell),
             );
             for t in 0..cell.trials {
-                let r = trial::run(plan, cell, self.trial_seed(i, t), clock)?;
+                let r = trial::run(plan, cell, self.trial_seed(i, t), clock, None)?;
                 report.add(&r);
             }
             progress(i, &report);

@@ -269,17 +269,19 @@ impl Plan {
             .unwrap_or(&self.hosts[i].chain)
     }
 
-    /// What the oracle predicts for the hole punch of `cell`, if the scenario punches.
-    pub(crate) fn oracle(&self, cell: &Cell) -> Option<Verdict> {
+    /// What the oracle predicts for the hole punch of `cell`, if the scenario punches:
+    /// DCUtR as the node runs it ([`oracle::predict_dcutr`]), and whether a direct path
+    /// exists at all ([`oracle::predict`]).
+    pub(crate) fn oracle(&self, cell: &Cell) -> Option<(Verdict, Verdict)> {
         let (a, b) = self.punch_pair?;
         let transport = match cell.transport {
             TransportName::Tcp => Transport::Tcp,
             TransportName::Quic => Transport::Quic,
         };
-        Some(oracle::predict(
-            &self.chain(cell, a).nats,
-            &self.chain(cell, b).nats,
-            transport,
+        let (a, b) = (&self.chain(cell, a).nats, &self.chain(cell, b).nats);
+        Some((
+            oracle::predict_dcutr(a, b, transport),
+            oracle::predict(a, b, transport),
         ))
     }
 }

@@ -23,8 +23,12 @@ pub struct CellReport {
     pub transport: TransportName,
     /// The field-mix weight, if the cell is part of one.
     pub weight: Option<f64>,
-    /// The oracle's prediction for the hole-punching pair, if the scenario punches.
+    /// The oracle's prediction for the hole punch of DCUtR as the node runs it, if the
+    /// scenario punches ([`crate::oracle::predict_dcutr`]).
     pub oracle: Option<Verdict>,
+    /// Whether a direct path exists at all for a TCP or QUIC punch
+    /// ([`crate::oracle::predict`]).
+    pub oracle_path: Option<Verdict>,
     /// Trials run.
     pub trials: u32,
     /// Trials whose every step succeeded.
@@ -64,14 +68,15 @@ impl CellReport {
         nats: Vec<(String, String)>,
         transport: TransportName,
         weight: Option<f64>,
-        oracle: Option<Verdict>,
+        oracle: Option<(Verdict, Verdict)>,
     ) -> Self {
         Self {
             label,
             nats,
             transport,
             weight,
-            oracle,
+            oracle: oracle.map(|(dcutr, _)| dcutr),
+            oracle_path: oracle.map(|(_, path)| path),
             trials: 0,
             completed: 0,
             direct: 0,
@@ -122,6 +127,15 @@ impl CellReport {
         }
         self.sim_time += r.sim_time;
         self.events += r.events;
+    }
+
+    /// Whether the network has a direct path (or may) that DCUtR cannot use, or the
+    /// other way round.
+    pub fn path_differs(&self) -> bool {
+        match (self.oracle, self.oracle_path) {
+            (Some(dcutr), Some(path)) => dcutr.is_direct() != path.is_direct(),
+            _ => false,
+        }
     }
 
     /// Direct connections per trial.
@@ -192,6 +206,7 @@ impl CellReport {
             "ping_rtt_ms_mean": (self.ping.1 > 0)
                 .then(|| round6(ms(self.ping.0) / self.ping.1 as f64)),
             "oracle": self.oracle.map(verdict_name),
+            "oracle_path": self.oracle_path.map(verdict_name),
             "oracle_agreement": self.oracle.and_then(Verdict::is_direct).map(|_| {
                 round6(ratio(self.agreeing.into(), self.trials.into()))
             }),
@@ -285,7 +300,7 @@ impl Report {
                 (Some(a), Some(b)) => format!("{:.0}/{:.0} ms", ms(a), ms(b)),
                 _ => "-".into(),
             };
-            let oracle = match (c.oracle, c.oracle.and_then(Verdict::is_direct)) {
+            let mut oracle = match (c.oracle, c.oracle.and_then(Verdict::is_direct)) {
                 (Some(v), Some(_)) => format!(
                     "{} {:.0}%",
                     verdict_name(v),
@@ -294,6 +309,9 @@ impl Report {
                 (Some(v), None) => verdict_name(v).to_owned(),
                 (None, _) => "-".into(),
             };
+            if let Some(path) = c.oracle_path.filter(|_| c.path_differs()) {
+                let _ = write!(oracle, " (path: {})", verdict_name(path));
+            }
             let _ = writeln!(
                 s,
                 "{:<width$}  {:>6}  {:>5.0}%  {:>6.1}%  {:>7}  {:>8}  {:>17}  {:>12.0}  {:<12}",
@@ -307,6 +325,13 @@ impl Report {
                 ttd,
                 c.relayed_bytes_mean(),
                 oracle,
+            );
+        }
+        if self.cells.iter().any(CellReport::path_differs) {
+            let _ = writeln!(
+                s,
+                "(path: ...) where a direct path exists for the network but DCUtR's fixed \
+                 security roles cannot use it (see oracle::predict_dcutr)"
             );
         }
         if let Some(m) = &self.mix {

@@ -82,6 +82,7 @@ pub(crate) fn build(
             chunk.copy_from_slice(&key.next_u64().to_le_bytes());
         }
         let mut config = Config::default();
+        config.port_reuse = h.port_reuse;
         if let Some(interval) = plan.ping_interval {
             config.ping.interval = interval;
         }
@@ -94,7 +95,6 @@ pub(crate) fn build(
             config,
             keypair: keypair_from_secret(secret),
             listen_port: h.port,
-            port_reuse: h.port_reuse,
             protocols,
         };
         if h.present {

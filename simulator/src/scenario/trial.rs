@@ -56,7 +56,7 @@ pub struct Punch {
 static CHUNK: [u8; 16 * 1024] = [0; 16 * 1024];
 
 /// A trial in progress.
-struct Trial<'p> {
+struct Trial<'p, 'o> {
     plan: &'p Plan,
     nw: NodeWorld,
     hosts: Vec<HostId>,
@@ -68,7 +68,7 @@ struct Trial<'p> {
     sends: BTreeMap<(usize, StreamRef), u64>,
     /// Streams of transfers being read: bytes so far.
     receives: BTreeMap<(usize, StreamRef), u64>,
-    /// First relayed and first direct connection per pair (lower index first).
+    /// First relayed and first direct connection per side: (host, peer).
     relayed_at: BTreeMap<(usize, usize), SimTime>,
     direct_at: BTreeMap<(usize, usize), SimTime>,
     relay_bytes_gone: u64,
@@ -78,7 +78,13 @@ struct Trial<'p> {
     marks_used: usize,
     /// When the previous step began: an `await` also takes events from then on.
     previous_start: SimTime,
+    /// Hole punch outcomes as they happened: (time, host, peer, outcome).
+    punches: Vec<(SimTime, usize, usize, Punch)>,
+    /// Outcomes before this index were taken by a `hole_punch` step.
+    punches_used: usize,
     result: TrialResult,
+    /// Sees every node event first (tracing).
+    observer: Option<&'o mut dyn FnMut(&NodeEvent)>,
 }
 
 /// Runs trial `seed` of `cell`.
@@ -87,6 +93,7 @@ pub(crate) fn run(
     cell: &Cell,
     seed: u64,
     clock: SimClock,
+    observer: Option<&mut dyn FnMut(&NodeEvent)>,
 ) -> Result<TrialResult, ScenarioError> {
     let built = topology::build(plan, cell, seed, clock)?;
     let peers = built
@@ -117,7 +124,10 @@ pub(crate) fn run(
         marks: Vec::new(),
         marks_used: 0,
         previous_start: SimTime::ZERO,
+        punches: Vec::new(),
+        punches_used: 0,
         result: empty_result(),
+        observer,
     };
     let mut failure = None;
     for (i, step) in plan.steps.iter().enumerate() {
@@ -139,7 +149,7 @@ pub(crate) fn run(
     Ok(t.finish(failure))
 }
 
-impl Trial<'_> {
+impl Trial<'_, '_> {
     fn step(&mut self, step: &Step) -> Result<(), String> {
         let timeout = |t: &Option<f64>| t.map_or(self.plan.step_timeout, Duration::from_secs_f64);
         match step {
@@ -157,9 +167,14 @@ impl Trial<'_> {
                 let via = via.as_ref().map(|v| self.slot(v));
                 self.connect(self.slot(from), self.slot(to), via, timeout(timeout_s))
             }
-            Step::HolePunch { .. } => Err(
-                "hole punching is not available: relay-proto's Node does not run DCUtR yet".into(),
-            ),
+            Step::HolePunch {
+                from,
+                to,
+                timeout_s,
+            } => {
+                let limit = timeout_s.map_or(PUNCH_TIMEOUT, Duration::from_secs_f64);
+                self.hole_punch(self.slot(from), self.slot(to), limit)
+            }
             Step::Ping {
                 from,
                 to,
@@ -257,6 +272,44 @@ impl Trial<'_> {
                 _ => None,
             }
         })
+    }
+
+    /// Waits for B's hole punch with A to end (B, behind the relay, leads DCUtR and
+    /// counts the attempts), taking an outcome from since the previous step began; on
+    /// success also for A to have the direct connection (B, the security handshake's
+    /// server, has it half a round trip earlier).
+    fn hole_punch(&mut self, a: usize, b: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = self.nw.now() + timeout;
+        let since = self.previous_start;
+        let found = self.punches[self.punches_used..]
+            .iter()
+            .position(|&(t, host, peer, _)| t >= since && host == b && peer == a);
+        if let Some(i) = found {
+            self.punches_used += i + 1;
+            self.result.punch = Some(self.punches[self.punches_used - 1].3);
+        } else {
+            self.punches_used = self.punches.len();
+            self.wait(timeout, |t, _| {
+                while let Some(&(_, host, peer, punch)) = t.punches.get(t.punches_used) {
+                    t.punches_used += 1;
+                    if host == b && peer == a {
+                        t.result.punch = Some(punch);
+                        return Some(Ok(()));
+                    }
+                }
+                None
+            })?;
+        }
+        if !self.result.punch.is_some_and(|p| p.success) || self.has_direct(a, b) {
+            return Ok(());
+        }
+        let left = deadline.saturating_since(self.nw.now());
+        self.wait(left, |t, _| t.has_direct(a, b).then_some(Ok(())))
+    }
+
+    /// Whether `from`'s node has an established direct connection to `to`.
+    fn has_direct(&self, from: usize, to: usize) -> bool {
+        self.connection(from, to, PathName::Direct).is_ok()
     }
 
     fn ping(
@@ -440,6 +493,9 @@ impl Trial<'_> {
 
     /// What every event does whatever the step: transfers move, connections are noted.
     fn background(&mut self, e: &NodeEvent) {
+        if let Some(observe) = self.observer.as_mut() {
+            observe(e);
+        }
         let Some(&at) = self.slots.get(&e.host) else {
             return;
         };
@@ -468,18 +524,35 @@ impl Trial<'_> {
                     let _ = self.command(at, |node, now| node.stream_consumed(now, s, n));
                 }
             }
+            Event::HolePunchSucceeded { peer, attempt, .. } => {
+                if let Some(&other) = self.peers.get(peer) {
+                    let punch = Punch {
+                        success: true,
+                        attempts: *attempt,
+                    };
+                    self.punches.push((e.at, at, other, punch));
+                }
+            }
+            Event::HolePunchFailed { peer, attempts, .. } => {
+                if let Some(&other) = self.peers.get(peer) {
+                    let punch = Punch {
+                        success: false,
+                        attempts: *attempts,
+                    };
+                    self.punches.push((e.at, at, other, punch));
+                }
+            }
             Event::ConnectionEstablished { peer, relayed, .. } => {
                 if let Some(&other) = self.peers.get(peer)
                     && matches!(self.plan.hosts[other].role, Role::Peer)
                     && matches!(self.plan.hosts[at].role, Role::Peer)
                 {
-                    let pair = (at.min(other), at.max(other));
                     let first = if *relayed {
                         &mut self.relayed_at
                     } else {
                         &mut self.direct_at
                     };
-                    first.entry(pair).or_insert(e.at);
+                    first.entry((at, other)).or_insert(e.at);
                 }
             }
             _ => {}
@@ -609,11 +682,14 @@ impl Trial<'_> {
                 .map(|i| self.relayed_bytes_of(i))
                 .sum::<u64>();
         if let Some((a, b)) = self.plan.punch_pair {
-            let pair = (a.min(b), a.max(b));
-            let direct = self.direct_at.get(&pair).copied();
-            r.direct = direct.is_some();
-            r.time_to_direct = match (self.relayed_at.get(&pair), direct) {
-                (Some(relayed), Some(direct)) => Some(direct.saturating_since(*relayed)),
+            let relayed = both(&self.relayed_at, a, b);
+            let direct = both(&self.direct_at, a, b);
+            r.direct = match r.punch {
+                Some(p) => p.success,
+                None => direct.is_some(),
+            };
+            r.time_to_direct = match (relayed, direct) {
+                (Some(relayed), Some(direct)) => Some(direct.saturating_since(relayed)),
                 _ => None,
             };
         }
@@ -625,6 +701,15 @@ impl Trial<'_> {
         r
     }
 }
+
+/// When both `a` and `b` had seen a connection to each other.
+fn both(seen: &BTreeMap<(usize, usize), SimTime>, a: usize, b: usize) -> Option<SimTime> {
+    Some((*seen.get(&(a, b))?).max(*seen.get(&(b, a))?))
+}
+
+/// How long a `hole_punch` step waits by default: DCUtR's three attempts of up to
+/// 15 s of exchange and 5 s of dialing each, and the unilateral dial first.
+const PUNCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a leaving peer waits for its closes to go out before switching off.
 const LEAVE_GRACE: Duration = Duration::from_secs(2);
