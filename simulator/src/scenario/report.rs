@@ -227,6 +227,9 @@ pub struct MixReport {
     pub oracle_low: f64,
     /// The same, undetermined counted as successes.
     pub oracle_high: f64,
+    /// Σ weight × whether the network has a direct path at all
+    /// ([`crate::oracle::predict`], undetermined counted as successes).
+    pub path_high: f64,
     /// The field figure to compare with.
     pub field_rate: f64,
 }
@@ -337,11 +340,12 @@ impl Report {
         if let Some(m) = &self.mix {
             let _ = writeln!(
                 s,
-                "field mix: projected direct-connection rate {:.1}% (oracle {:.1}%..{:.1}%), \
-                 field {:.1}% (DCUtR, 4.4 million attempts): {:+.1} points",
+                "field mix: projected direct-connection rate {:.1}% (oracle {:.1}%..{:.1}%, \
+                 network paths {:.1}%), field {:.1}% (DCUtR, 4.4 million attempts): {:+.1} points",
                 100.0 * m.projected,
                 100.0 * m.oracle_low,
                 100.0 * m.oracle_high,
+                100.0 * m.path_high,
                 100.0 * m.field_rate,
                 100.0 * (m.projected - m.field_rate)
             );
@@ -377,6 +381,7 @@ impl Report {
                 "scenario": self.scenario,
                 "projected_direct_rate": round6(m.projected),
                 "oracle_direct_rate": {"low": round6(m.oracle_low), "high": round6(m.oracle_high)},
+                "network_path_rate": round6(m.path_high),
                 "field_rate": round6(m.field_rate),
                 "difference": round6(m.projected - m.field_rate),
             });
@@ -404,10 +409,13 @@ impl Report {
 
 /// Builds the field-mix projection from weighted cells.
 pub(crate) fn mix(cells: &[CellReport], field_rate: f64) -> MixReport {
-    let (mut projected, mut low, mut high) = (0.0, 0.0, 0.0);
+    let (mut projected, mut low, mut high, mut path) = (0.0, 0.0, 0.0, 0.0);
     for c in cells {
         let w = c.weight.unwrap_or(0.0);
         projected += w * c.success_rate();
+        if c.oracle_path.is_some_and(|p| p.is_direct() != Some(false)) {
+            path += w;
+        }
         match c.oracle {
             Some(Verdict::Direct(_)) => {
                 low += w;
@@ -421,6 +429,7 @@ pub(crate) fn mix(cells: &[CellReport], field_rate: f64) -> MixReport {
         projected,
         oracle_low: low,
         oracle_high: high,
+        path_high: path,
         field_rate,
     }
 }
