@@ -81,8 +81,10 @@ pub(crate) fn build(
         for chunk in secret.chunks_mut(8) {
             chunk.copy_from_slice(&key.next_u64().to_le_bytes());
         }
-        let mut config = Config::default();
-        config.port_reuse = h.port_reuse;
+        let mut config = Config {
+            port_reuse: h.port_reuse,
+            ..Config::default()
+        };
         if let Some(interval) = plan.ping_interval {
             config.ping.interval = interval;
         }
