@@ -44,6 +44,23 @@
 //! rate to compare with `field_rate` (default 0.70, DCUtR's rate over 4.4 million
 //! attempts in the field).
 //!
+//! What the report counts, per cell:
+//! - success rate: trials whose `hole_punch` step saw B's hole punch succeed (without
+//!   such a step: trials in which the pair got a direct connection);
+//! - first-attempt share: successful hole punches that needed one attempt at most
+//!   (attempt 0 is B's unilateral dial of a public A, before any DCUtR exchange);
+//! - attempts: DCUtR attempts per hole punch, as B (which leads them) counts;
+//! - time to direct: from both ends having the relayed connection to both having the
+//!   direct one (the `hole_punch` step waits for A's side too);
+//! - relayed bytes: what the relays relayed, crashed incarnations included;
+//! - the oracle: [`crate::oracle::predict_dcutr`] for the `hole_punch` pair and how
+//!   many trials agreed, and whether the network has a path at all
+//!   ([`crate::oracle::predict`]).
+//!
+//! Invariants are checked after every event (NAT crossings against the reference
+//! model) and after every step (socket mappings, relay limits, reservation expiry); a
+//! violation fails the trial and is counted.
+//!
 //! NATs: `public` (none), a preset (`full_cone`, `restricted_cone`,
 //! `port_restricted_cone`, `symmetric`, `linux_default`), a custom NAT (`mapping`,
 //! `filtering`, `ports`, `port_range`, `hairpinning`, `inbound_syn`, `timeouts`, over a
