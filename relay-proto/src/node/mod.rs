@@ -537,7 +537,7 @@ impl Node {
     ) -> Result<ConnectionId, DialError> {
         let remote = addr::tcp_multiaddr(remote_addr);
         // A connection from a peer we are hole punching with takes the role DCUtR gave.
-        let punch = self.punch_inbound(&remote);
+        let punch = self.punch_inbound(now, &remote);
         let (upgrade, expected) = punch
             .as_ref()
             .map_or((Endpoint::Listener, None), |p| (p.upgrade, Some(p.peer)));

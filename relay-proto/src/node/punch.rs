@@ -19,10 +19,15 @@
 //! - A punch dial ([`Action::Dial`]) is one [`Output::Dial`] per address with
 //!   [`DialFrom::HolePunch`]: from our listen port, its upgrade in the role DCUtR gave
 //!   (Noise initiator and Yamux client if `as_client`, else responder and server,
-//!   whatever the socket says). A connection we accept from one of the addresses the
-//!   current attempt expects ([`HolePunch::expected_direct`]) takes the same role:
-//!   without a NAT the peer's dial may reach our listener first, and the two dials then
-//!   share one address pair, so ours fails and the accepted one stands in for it.
+//!   whatever the socket says). A connection we accept from one of the addresses an
+//!   attempt expects a direct connection from ([`HolePunch::expected_direct`], until
+//!   `sync_timeout + attempt_timeout` later) takes the same role: without a NAT the
+//!   peer's dial may reach our listener first, and the two dials then share one
+//!   address pair, so ours fails and the accepted one stands in for it (a failure of
+//!   ours while it is being upgraded is not reported). The runtime may even report our
+//!   dial's failure before the accepted socket: the attempt then fails, but the
+//!   accepted connection still takes the role, and its success ends the hole punch.
+//! - A DCUtR stream the peer opens while a direct connection exists is refused.
 //! - Any direct connection to the peer, dialed or accepted, is success. The node then
 //!   emits [`Event::HolePunchSucceeded`]; new streams to the peer take the direct
 //!   connection ([`Node::connections_to`] lists direct connections first,
@@ -86,9 +91,13 @@ pub(super) struct Punches {
     waiting: VecDeque<ConnectionId>,
     /// The peer's identify listen addresses, per relayed connection we accepted.
     listen_addrs: Map<ConnectionId, Vec<Multiaddr>>,
-    /// Direct connections dialed or accepted for a hole punch, until established or
-    /// failed.
+    /// Direct connections dialed for a hole punch, until established or failed.
     dials: Map<ConnectionId, PunchDial>,
+    /// Direct connections accepted from a peer we hole punch with, until established
+    /// or failed.
+    accepted: Map<ConnectionId, PunchDial>,
+    /// The addresses attempts expect a direct connection from, and how to accept one.
+    expected: Map<Multiaddr, Expected>,
     /// Relayed connections to close once their grace period has passed.
     graces: BTreeSet<(Instant, ConnectionId)>,
     /// Addresses peers observed us at, most recent first.
@@ -135,6 +144,17 @@ struct PunchDial {
     attempt: u32,
     /// The peer's address, `/ip4|ip6/.../tcp/PORT`.
     addr: Multiaddr,
+}
+
+/// How to accept a connection from an address an attempt expects.
+#[derive(Debug, Clone)]
+struct Expected {
+    relayed: ConnectionId,
+    peer: PeerId,
+    as_client: bool,
+    attempt: u32,
+    /// Until when; `None` for never (durations too large for an `Instant`).
+    until: Option<Instant>,
 }
 
 /// A connection being accepted from a peer we are hole punching with.
@@ -328,6 +348,7 @@ impl Node {
         relayed: bool,
     ) {
         self.punch.dials.remove(&conn);
+        self.punch.accepted.remove(&conn);
         if relayed {
             let config = &self.shared.config.hole_punch;
             let dialed = self
@@ -379,10 +400,10 @@ impl Node {
         if let Some(dial) = self.punch.dials.remove(&conn)
             && peer.is_none()
         {
-            // A connection between the same two ports that is still alive stands in.
+            // A connection accepted between the same two ports stands in.
             let standing_in = self
                 .punch
-                .dials
+                .accepted
                 .values()
                 .any(|d| d.relayed == dial.relayed && d.addr == dial.addr);
             if !standing_in && let Some(m) = self.punch.machines.get_mut(&dial.relayed) {
@@ -390,10 +411,12 @@ impl Node {
                 self.drive(now, dial.relayed);
             }
         }
+        self.punch.accepted.remove(&conn);
         if !relayed {
             return;
         }
         self.punch.listen_addrs.remove(&conn);
+        self.punch.expected.retain(|_, e| e.relayed != conn);
         self.punch.waiting.retain(|c| *c != conn);
         self.punch.graces.retain(|(_, c)| *c != conn);
         let Some(m) = self.punch.machines.get_mut(&conn) else {
@@ -412,29 +435,30 @@ impl Node {
 
     /// How to accept a connection from `remote`, if it comes from a peer we are hole
     /// punching with: an address the current attempt expects a direct connection from.
-    pub(super) fn punch_inbound(&self, remote: &Multiaddr) -> Option<PunchInbound> {
-        self.punch.machines.iter().find_map(|(relayed, m)| {
-            let (addrs, as_client) = m.hp.expected_direct()?;
-            addrs.contains(remote).then(|| PunchInbound {
-                peer: m.peer,
-                upgrade: if as_client {
-                    Endpoint::Dialer
-                } else {
-                    Endpoint::Listener
-                },
-                dial: PunchDial {
-                    relayed: *relayed,
-                    attempt: m.hp.attempts(),
-                    addr: remote.clone(),
-                },
-            })
+    pub(super) fn punch_inbound(&self, now: Instant, remote: &Multiaddr) -> Option<PunchInbound> {
+        let e = self.punch.expected.get(remote)?;
+        if e.until.is_some_and(|until| until <= now) {
+            return None;
+        }
+        Some(PunchInbound {
+            peer: e.peer,
+            upgrade: if e.as_client {
+                Endpoint::Dialer
+            } else {
+                Endpoint::Listener
+            },
+            dial: PunchDial {
+                relayed: e.relayed,
+                attempt: e.attempt,
+                addr: remote.clone(),
+            },
         })
     }
 
     /// A connection from `punch_inbound`'s peer was accepted as `conn`.
     pub(super) fn punch_accepted(&mut self, conn: ConnectionId, inbound: PunchInbound) {
         tracing::debug!(%conn, peer = %inbound.peer, upgrade = ?inbound.upgrade, "dcutr: accepted the peer's punch");
-        self.punch.dials.insert(conn, inbound.dial);
+        self.punch.accepted.insert(conn, inbound.dial);
     }
 
     /// Runs due hole punch timers and closes relayed connections whose grace is over.
@@ -486,6 +510,11 @@ impl Node {
             self.reset_stream(s);
             return;
         };
+        if self.has_direct(&peer) && !self.punch.machines.contains_key(&relayed) {
+            tracing::debug!(conn = %relayed, "dcutr: stream refused: connected directly");
+            self.reset_stream(s);
+            return;
+        }
         if !self.punch.machines.contains_key(&relayed) {
             // We had not begun (or were done): the peer leads.
             self.punch.waiting.retain(|c| *c != relayed);
@@ -663,12 +692,46 @@ impl Node {
             .get(&relayed)
             .and_then(|m| m.hp.expected_direct().map(|_| m.hp.attempts()));
         self.abandon_dials(relayed, current);
+        self.expect_direct(now, relayed);
     }
 
-    /// Closes the hole punch dials (and accepted punch connections) of `relayed` that
-    /// are not established yet, except those of attempt `keep`: their attempt is over,
-    /// and a socket left connecting would hold the address pair the next attempt dials
-    /// from.
+    /// Records the addresses `relayed`'s current attempt expects a direct connection
+    /// from; forgets them all once its hole punch is over.
+    fn expect_direct(&mut self, now: Instant, relayed: ConnectionId) {
+        let Some(m) = self.punch.machines.get(&relayed) else {
+            self.punch.expected.retain(|_, e| e.relayed != relayed);
+            return;
+        };
+        let Some((addrs, as_client)) = m.hp.expected_direct() else {
+            return;
+        };
+        let config = &self.shared.config.hole_punch;
+        let until = config
+            .sync_timeout
+            .checked_add(config.attempt_timeout)
+            .and_then(|d| now.checked_add(d));
+        let (peer, attempt) = (m.peer, m.hp.attempts());
+        let expected: SmallVec<[Multiaddr; 4]> = addrs.iter().cloned().collect();
+        self.punch
+            .expected
+            .retain(|_, e| e.until.is_none_or(|until| until > now));
+        for addr in expected {
+            self.punch.expected.insert(
+                addr,
+                Expected {
+                    relayed,
+                    peer,
+                    as_client,
+                    attempt,
+                    until,
+                },
+            );
+        }
+    }
+
+    /// Closes the hole punch dials of `relayed` that have not made a connection yet,
+    /// except those of attempt `keep`: their attempt is over, and a socket left
+    /// connecting would hold the address pair the next attempt dials from.
     fn abandon_dials(&mut self, relayed: ConnectionId, keep: Option<u32>) {
         let stale: SmallVec<[ConnectionId; 4]> = self
             .punch
@@ -810,7 +873,7 @@ impl Node {
             // The peer's dial may have reached our listener already, from that address.
             let accepted = self
                 .punch
-                .dials
+                .accepted
                 .values()
                 .any(|d| d.relayed == relayed && d.addr == *target);
             if accepted {
