@@ -45,8 +45,9 @@
 //! attempts in the field).
 //!
 //! What the report counts, per cell:
-//! - success rate: trials whose `hole_punch` step saw B's hole punch succeed (without
-//!   such a step: trials in which the pair got a direct connection);
+//! - success rate: trials whose `hole_punch` step saw B's hole punch succeed (in a
+//!   field mix without such a step: trials in which its two peers got a direct
+//!   connection; otherwise not reported);
 //! - first-attempt share: successful hole punches that needed one attempt at most
 //!   (attempt 0 is B's unilateral dial of a public A, before any DCUtR exchange);
 //! - attempts: DCUtR attempts per hole punch, as B (which leads them) counts;
@@ -268,6 +269,7 @@ impl Scenario {
                 cell.transport,
                 cell.weight,
                 plan.oracle(cell),
+                plan.punch_pair.is_some(),
             );
             for t in 0..cell.trials {
                 let r = trial::run(plan, cell, self.trial_seed(i, t), clock, None)?;

@@ -132,7 +132,8 @@ pub(crate) struct Plan {
     pub(crate) check_invariants: bool,
     pub(crate) tcp_data_retries: Option<u32>,
     pub(crate) ping_interval: Option<Option<Duration>>,
-    /// The pair the oracle is asked about: (A, B) of the first hole punch step.
+    /// The pair whose direct connection is measured and the oracle asked about: (A, B)
+    /// of the first hole punch step, else the field mix's peers.
     pub(crate) punch_pair: Option<(usize, usize)>,
 }
 
@@ -222,6 +223,8 @@ impl Plan {
                 if !(0.0..=1.0).contains(&field_rate) {
                     return Err(invalid("field_mix.field_rate must be in [0, 1]".into()));
                 }
+                // Without a hole_punch step the mix still measures the two peers.
+                punch_pair.get_or_insert((peers[0], peers[1]));
                 (cells, Some(Mix { field_rate }))
             }
             (None, None) => (

@@ -29,6 +29,9 @@ pub struct CellReport {
     /// Whether a direct path exists at all for a TCP or QUIC punch
     /// ([`crate::oracle::predict`]).
     pub oracle_path: Option<Verdict>,
+    /// Whether a pair is measured (a `hole_punch` step or a field mix); without one the
+    /// direct-connection figures are meaningless and reported as absent.
+    pub measured: bool,
     /// Trials run.
     pub trials: u32,
     /// Trials whose every step succeeded.
@@ -69,8 +72,10 @@ impl CellReport {
         transport: TransportName,
         weight: Option<f64>,
         oracle: Option<(Verdict, Verdict)>,
+        measured: bool,
     ) -> Self {
         Self {
+            measured,
             label,
             nats,
             transport,
@@ -138,9 +143,10 @@ impl CellReport {
         }
     }
 
-    /// Direct connections per trial.
-    pub fn success_rate(&self) -> f64 {
-        ratio(self.direct.into(), self.trials.into())
+    /// Direct connections per trial, if a pair is measured.
+    pub fn success_rate(&self) -> Option<f64> {
+        self.measured
+            .then(|| ratio(self.direct.into(), self.trials.into()))
     }
 
     /// Completed trials per trial.
@@ -197,7 +203,7 @@ impl CellReport {
             "trials": self.trials,
             "completed": self.completed,
             "direct": self.direct,
-            "success_rate": round6(self.success_rate()),
+            "success_rate": self.success_rate().map(round6),
             "first_attempt_share": self.first_attempt_share().map(round6),
             "attempts_mean": self.attempts_mean().map(round6),
             "time_to_direct_ms": ttd,
@@ -317,11 +323,12 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "{:<width$}  {:>6}  {:>5.0}%  {:>6.1}%  {:>7}  {:>8}  {:>17}  {:>12.0}  {:<12}",
+                "{:<width$}  {:>6}  {:>5.0}%  {:>7}  {:>7}  {:>8}  {:>17}  {:>12.0}  {:<12}",
                 c.label,
                 c.trials,
                 100.0 * c.completion_rate(),
-                100.0 * c.success_rate(),
+                c.success_rate()
+                    .map_or("-".into(), |x| format!("{:.1}%", 100.0 * x)),
                 c.first_attempt_share()
                     .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
                 c.attempts_mean().map_or("-".into(), |x| format!("{x:.2}")),
@@ -412,7 +419,7 @@ pub(crate) fn mix(cells: &[CellReport], field_rate: f64) -> MixReport {
     let (mut projected, mut low, mut high, mut path) = (0.0, 0.0, 0.0, 0.0);
     for c in cells {
         let w = c.weight.unwrap_or(0.0);
-        projected += w * c.success_rate();
+        projected += w * c.success_rate().unwrap_or(0.0);
         if c.oracle_path.is_some_and(|p| p.is_direct() != Some(false)) {
             path += w;
         }
