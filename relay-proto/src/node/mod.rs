@@ -10,9 +10,11 @@
 //!
 //! Files: this one holds the public surface and the connection pump; `conn.rs` the
 //! per-connection state; `streams.rs` the dispatch of stream events to their owners;
-//! `relay.rs` the relay server; `client.rs` the relay client; `addr.rs` address parsing.
+//! `relay.rs` the relay server; `client.rs` the relay client; `autorelay.rs` AutoRelay
+//! driven by the node; `addr.rs` address parsing.
 
 pub mod addr;
+mod autorelay;
 mod client;
 mod conn;
 mod events;
@@ -88,6 +90,9 @@ pub struct Config {
     /// Addresses to announce besides the listen addresses (e.g. a public address
     /// behind port forwarding); used in identify and in reservation answers.
     pub external_addrs: Vec<Multiaddr>,
+    /// AutoRelay: choosing relays and keeping reservations on them; `None` disables it.
+    /// It runs once started with [`Node::auto_relay_start`].
+    pub auto_relay: Option<crate::autorelay::AutoRelayConfig>,
 }
 
 impl Default for Config {
@@ -101,6 +106,7 @@ impl Default for Config {
             relay: None,
             client: ClientConfig::default(),
             external_addrs: Vec::new(),
+            auto_relay: None,
         }
     }
 }
@@ -204,10 +210,15 @@ struct Shared {
     /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
     relayed_addrs: Vec<Multiaddr>,
     outputs: VecDeque<Output>,
+    /// What AutoRelay learns from the events emitted, when it is configured.
+    auto_relay_facts: Option<VecDeque<autorelay::Fact>>,
 }
 
 impl Shared {
     fn emit(&mut self, event: Event) {
+        if let Some(facts) = &mut self.auto_relay_facts {
+            autorelay::observe(facts, &event);
+        }
         self.outputs.push_back(Output::Event(event));
     }
 
@@ -239,6 +250,17 @@ impl Shared {
 /// Why the relay service could not start.
 pub type RelayConfigError = ConfigError;
 
+/// Why a node cannot be made with its [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeConfigError {
+    /// The relay service's settings are invalid.
+    #[error(transparent)]
+    Relay(#[from] ConfigError),
+    /// The AutoRelay settings are invalid.
+    #[error("auto relay: {0}")]
+    AutoRelay(#[from] crate::autorelay::ConfigError),
+}
+
 /// One local libp2p peer, free of I/O.
 ///
 /// # Calling contract
@@ -258,6 +280,7 @@ pub struct Node {
     deadlines: std::collections::BTreeSet<(Instant, StreamRef)>,
     relay: Option<relay::RelayService>,
     client: client::Client,
+    auto_relay: Option<Box<autorelay::Attached>>,
     next_conn: u64,
     start: Instant,
     unix_start: u64,
@@ -268,7 +291,8 @@ impl Node {
     /// since the Unix epoch) anchor its clocks.
     ///
     /// # Panics
-    /// If `config.relay` is invalid; use [`Node::try_new`] to get the error instead.
+    /// If `config.relay` or `config.auto_relay` is invalid; use [`Node::try_new`] to get
+    /// the error instead.
     pub fn new(
         config: Config,
         keypair: Keypair,
@@ -276,17 +300,17 @@ impl Node {
         now: Instant,
         unix_now: u64,
     ) -> Self {
-        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid relay config")
+        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid node config")
     }
 
-    /// Creates a node, or says why its relay configuration is invalid.
+    /// Creates a node, or says why its relay or AutoRelay configuration is invalid.
     pub fn try_new(
         config: Config,
         keypair: Keypair,
         rng_seed: [u8; 32],
         now: Instant,
         unix_now: u64,
-    ) -> Result<Self, RelayConfigError> {
+    ) -> Result<Self, NodeConfigError> {
         let mut protocols = Protocols::default();
         protocols.insert(identify::PROTOCOL);
         protocols.insert(identify::PUSH_PROTOCOL);
@@ -301,12 +325,22 @@ impl Node {
         if config.client.enabled {
             protocols.insert(crate::circuit::STOP_PROTOCOL);
         }
+        let mut rng = Rng::from_seed(rng_seed);
+        let auto_relay = match &config.auto_relay {
+            Some(c) => Some(Box::new(autorelay::Attached::new(
+                c.clone(),
+                &mut rng,
+                now,
+            )?)),
+            None => None,
+        };
         Ok(Node {
             shared: Shared {
                 peer_id: keypair.public().to_peer_id(),
                 keypair,
+                auto_relay_facts: auto_relay.as_ref().map(|_| VecDeque::new()),
                 config,
-                rng: Rng::from_seed(rng_seed),
+                rng,
                 protocols,
                 listen_addrs: Vec::new(),
                 relayed_addrs: Vec::new(),
@@ -318,6 +352,7 @@ impl Node {
             deadlines: Default::default(),
             relay,
             client: client::Client::default(),
+            auto_relay,
             next_conn: 0,
             start: now,
             unix_start: unix_now,
@@ -643,7 +678,11 @@ impl Node {
         let relay = self.relay.as_ref().and_then(|r| r.policy.poll_timeout());
         let client = self.client.poll_timeout();
         let deadline = self.deadlines.first().map(|(at, _)| *at);
-        [conns, relay, client, deadline].into_iter().flatten().min()
+        let auto_relay = self.auto_relay.as_ref().and_then(|a| a.poll_timeout());
+        [conns, relay, client, deadline, auto_relay]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- internals -----
@@ -729,11 +768,13 @@ impl Node {
         }
     }
 
-    /// Processes queued connections until none has work left.
+    /// Processes queued connections until none has work left, then lets AutoRelay act
+    /// on what happened.
     fn run(&mut self, now: Instant) {
         while let Some(id) = self.dirty.pop_front() {
             self.pump(now, id);
         }
+        self.auto_relay_pass(now);
     }
 
     /// Processes a connection's events, sends its bytes, and retires it when closed.

@@ -2,6 +2,7 @@
 //! their bytes after a fixed one-way latency, and jumps time to the next event or
 //! timeout, in the manner of quinn-proto's `Pair`.
 
+mod autorelay;
 mod relay;
 
 use std::cmp::Reverse;
@@ -38,6 +39,8 @@ pub(super) struct Net {
     seq: u64,
     links: Map<(usize, ConnectionId), (usize, ConnectionId)>,
     next_port: u16,
+    /// Nodes that stopped: they get no bytes, no timer and no new connection.
+    frozen: Vec<bool>,
 }
 
 impl Net {
@@ -52,6 +55,7 @@ impl Net {
             seq: 0,
             links: Map::default(),
             next_port: 40000,
+            frozen: Vec::new(),
         }
     }
 
@@ -69,6 +73,7 @@ impl Net {
         while node.poll_output().is_some() {}
         self.nodes.push(node);
         self.events.push(Vec::new());
+        self.frozen.push(false);
         index
     }
 
@@ -91,6 +96,30 @@ impl Net {
         self.nodes[index].peer_id()
     }
 
+    /// Stops node `index` as a frozen process would: bytes sent to it are lost, its
+    /// timers do not fire, dials to it are never answered; it sends nothing.
+    pub(super) fn freeze(&mut self, index: usize) {
+        self.frozen[index] = true;
+    }
+
+    /// Ends node `index` as a killed process: frozen, and every connection it had
+    /// reaches end of file at its peer, as the kernel closes the sockets.
+    pub(super) fn kill(&mut self, index: usize) {
+        self.freeze(index);
+        let mut ends: Vec<(usize, ConnectionId)> = self
+            .links
+            .iter()
+            .filter(|((from, _), _)| *from == index)
+            .map(|(_, to)| *to)
+            .collect();
+        ends.sort();
+        for (to, their) in ends {
+            self.links
+                .retain(|k, v| *k != (to, their) && *v != (to, their));
+            self.schedule(to, their, Delivery::Eof);
+        }
+    }
+
     /// Runs until nothing is left to deliver and no timer is due before `limit`.
     pub(super) fn run_for(&mut self, limit: Duration) {
         let end = self.now + limit;
@@ -106,7 +135,10 @@ impl Net {
                 return true;
             }
             let next_delivery = self.queue.peek().map(|Reverse((t, ..))| *t);
-            let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+            let next_timer = (0..self.nodes.len())
+                .filter(|&i| !self.frozen[i])
+                .filter_map(|i| self.nodes[i].poll_timeout())
+                .min();
             let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
                 return false;
             };
@@ -120,6 +152,10 @@ impl Net {
                     break;
                 }
                 self.queue.pop();
+                if self.frozen[to] {
+                    self.payloads.remove(&seq);
+                    continue;
+                }
                 match self.payloads.remove(&seq) {
                     Some(Delivery::Data(bytes)) => self.nodes[to].handle_input(
                         self.now,
@@ -136,7 +172,7 @@ impl Net {
                 self.drain(to);
             }
             for i in 0..self.nodes.len() {
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                if !self.frozen[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i);
                 }
@@ -191,6 +227,10 @@ impl Net {
                 }
                 Output::Dial { conn, addr } => {
                     let target = (0..self.nodes.len()).find(|&j| self.socket(j) == addr);
+                    if target.is_some_and(|j| self.frozen[j]) {
+                        // A stopped host answers no SYN.
+                        continue;
+                    }
                     let Some(j) = target else {
                         self.nodes[i].handle_input(
                             self.now,
