@@ -20,4 +20,6 @@ on_tokio!(
     wrong_peer_id,
     bad_peers_are_dropped,
     perf_round_trip,
+    auto_relay_with_peer_source,
+    auto_relay_not_enabled,
 );
