@@ -136,6 +136,7 @@ pub(crate) fn to_json(event: &Event) -> Option<Value> {
                 },
             })
         }
+        Event::AutoRelay(event) => crate::autorelay::to_json(event),
         Event::RelayAbuse { key, ban } => json!({
             "event": "relay_abuse",
             "key": format!("{key:?}"),

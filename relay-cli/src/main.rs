@@ -4,6 +4,7 @@
 //! with an `"event"` field (see CONTRACT.md). Errors are one line on stderr and a
 //! non-zero exit status.
 
+mod autorelay;
 mod config;
 mod events;
 mod identity;
@@ -95,8 +96,21 @@ struct ListenArgs {
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
     /// A relay to keep a reservation on (`/ip4/.../tcp/PORT/p2p/RELAY`); may repeat.
+    /// AutoRelay keeps them (one reservation each unless --max-relays says fewer) and
+    /// replaces one that fails.
     #[arg(long = "relay", value_name = "MULTIADDR")]
     relays: Vec<Multiaddr>,
+    /// Let AutoRelay also choose relays it meets (peers announcing the hop protocol).
+    #[arg(long)]
+    auto_relay: bool,
+    /// The most reservations kept at once (the seed's `max_relay_peers`).
+    #[arg(long, value_name = "N")]
+    max_relays: Option<usize>,
+    /// A YAML file with the seed's schema: `node.listen`, `node.key_file`, ping
+    /// settings and `node.relay.auto_relay` (see config/listener.autorelay.yaml); the
+    /// flags add to it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECONDS")]
     hold: Option<f64>,
