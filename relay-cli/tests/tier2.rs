@@ -10,6 +10,7 @@
 //! once, when its connection closes. The target is a new reservation within two
 //! detection intervals of the failure. Each test prints the time it measured; run with
 //! `--nocapture` to see it.
+#![allow(clippy::print_stdout)] // the measured failover time is part of the result
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
