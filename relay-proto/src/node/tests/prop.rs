@@ -108,10 +108,10 @@ impl World {
                     Event::DialFailed { conn: c, .. } if *c == conn => Some(false),
                     _ => None,
                 });
-                if established == Some(true) {
-                    if let Some(stream) = net.open(from + 1, conn, SINK) {
-                        self.streams[from] = Some((conn, stream));
-                    }
+                if established == Some(true)
+                    && let Some(stream) = net.open(from + 1, conn, SINK)
+                {
+                    self.streams[from] = Some((conn, stream));
                 }
             }
             Op::Send { from, n } => {
