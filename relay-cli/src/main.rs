@@ -7,6 +7,7 @@
 mod autorelay;
 mod config;
 mod events;
+mod hook;
 mod identity;
 mod metrics;
 mod output;

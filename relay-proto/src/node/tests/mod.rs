@@ -3,6 +3,7 @@
 //! timeout, in the manner of quinn-proto's `Pair`.
 
 mod autorelay;
+mod prop;
 mod relay;
 
 use std::cmp::Reverse;
