@@ -7,6 +7,8 @@
 //! two SYNs of the same address pair make a TCP simultaneous open, a SYN reaching an
 //! open listener is accepted, and a SYN nobody answers times out.
 
+mod autorelay;
+mod prop;
 mod punch;
 mod relay;
 
@@ -100,6 +102,8 @@ pub(super) struct Net {
     sockets: Map<(usize, ConnectionId), (SocketAddr, SocketAddr)>,
     /// Hole punch dials whose SYN is out: `(local, remote)` to `(node, conn)`.
     syn_sent: Map<(SocketAddr, SocketAddr), (usize, ConnectionId)>,
+    /// Nodes that stopped: they get no bytes, no timer and no new connection.
+    frozen: Vec<bool>,
 }
 
 impl Net {
@@ -120,6 +124,7 @@ impl Net {
             dials: Vec::new(),
             sockets: Map::default(),
             syn_sent: Map::default(),
+            frozen: Vec::new(),
         }
     }
 
@@ -140,6 +145,7 @@ impl Net {
         self.filters.push(Filter::Open);
         self.access.push(Duration::ZERO);
         self.punch_hold.push(Duration::ZERO);
+        self.frozen.push(false);
         index
     }
 
@@ -172,6 +178,33 @@ impl Net {
         self.nodes[index].peer_id()
     }
 
+    /// Stops node `index` as a frozen process would: bytes sent to it are lost, its
+    /// timers do not fire, dials to it are never answered; it sends nothing.
+    pub(super) fn freeze(&mut self, index: usize) {
+        self.frozen[index] = true;
+    }
+
+    /// Ends node `index` as a killed process: frozen, and every connection it had
+    /// reaches end of file at its peer, as the kernel closes the sockets.
+    pub(super) fn kill(&mut self, index: usize) {
+        self.freeze(index);
+        let mut ends: Vec<(usize, ConnectionId)> = self
+            .links
+            .iter()
+            .filter(|((from, _), _)| *from == index)
+            .map(|(_, to)| *to)
+            .collect();
+        ends.sort();
+        for (to, their) in ends {
+            self.links
+                .retain(|k, v| *k != (to, their) && *v != (to, their));
+            self.sockets
+                .retain(|k, _| k.0 != index && *k != (to, their));
+            self.schedule(index, to, their, Delivery::Eof);
+        }
+        self.syn_sent.retain(|_, (n, _)| *n != index);
+    }
+
     /// Runs until nothing is left to deliver and no timer is due before `limit`.
     pub(super) fn run_for(&mut self, limit: Duration) {
         let end = self.now + limit;
@@ -187,7 +220,10 @@ impl Net {
                 return true;
             }
             let next_delivery = self.queue.peek().map(|Reverse((t, ..))| *t);
-            let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+            let next_timer = (0..self.nodes.len())
+                .filter(|&i| !self.frozen[i])
+                .filter_map(|i| self.nodes[i].poll_timeout())
+                .min();
             let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
                 return false;
             };
@@ -201,6 +237,10 @@ impl Net {
                     break;
                 }
                 self.queue.pop();
+                if self.frozen[to] {
+                    self.payloads.remove(&seq);
+                    continue;
+                }
                 match self.payloads.remove(&seq) {
                     Some(Delivery::Data(bytes)) => self.nodes[to].handle_input(
                         self.now,
@@ -237,7 +277,7 @@ impl Net {
                 self.drain(to);
             }
             for i in 0..self.nodes.len() {
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                if !self.frozen[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i);
                 }
@@ -393,6 +433,9 @@ impl Net {
     /// An ordinary dial of node `i`: connected (or refused) at once.
     fn dial_now(&mut self, i: usize, conn: ConnectionId, local: SocketAddr, addr: SocketAddr) {
         let target = (0..self.nodes.len()).find(|&j| self.socket(j) == addr);
+        if target.is_some_and(|j| self.frozen[j]) {
+            return; // a stopped host answers no SYN
+        }
         let Some(j) = target else {
             self.fail_dial(i, conn, "connection refused");
             return;
