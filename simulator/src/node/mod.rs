@@ -32,7 +32,7 @@ use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use relay_proto::identity::Keypair;
-use relay_proto::node::{Config, ConnectionId, Event, RelayConfigError};
+use relay_proto::node::{Config, ConnectionId, Event, NodeConfigError};
 use relay_proto::{Multiaddr, Node};
 
 use crate::error::NetError;
@@ -98,9 +98,9 @@ pub enum NodeError {
     /// The node's host is crashed.
     #[error("the node on {0} is down")]
     Down(HostId),
-    /// The node's relay configuration is invalid.
-    #[error("relay configuration: {0}")]
-    Config(#[from] RelayConfigError),
+    /// The node's configuration is invalid.
+    #[error("node configuration: {0}")]
+    Config(#[from] NodeConfigError),
 }
 
 /// A world whose hosts run relay-proto nodes. See the [module docs](self).
