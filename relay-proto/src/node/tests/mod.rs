@@ -44,6 +44,12 @@ enum Delivery {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// A connection accepted by the kernel reaches the node ([`Net::accept_delay`]).
+    Accept {
+        from: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     /// A hole punch dial held back by [`Net::punch_hold`] leaves now.
     Held {
         local: SocketAddr,
@@ -96,6 +102,12 @@ pub(super) struct Net {
     pub(super) access: Vec<Duration>,
     /// How long each node's hole punch dials wait before their SYN leaves (a slow host).
     pub(super) punch_hold: Vec<Duration>,
+    /// How long a connection a node's listener accepted from a hole punch SYN takes to
+    /// reach the node (a runtime that is slow to hand it over).
+    pub(super) accept_delay: Vec<Duration>,
+    /// Accepted connections on their way to the node: `(local, remote)` of the
+    /// listener's side.
+    accepting: Vec<(SocketAddr, SocketAddr)>,
     /// Every dial, in order.
     pub(super) dials: Vec<DialRecord>,
     /// The address pair of every socket: `(node, conn)` to `(local, remote)`.
@@ -121,6 +133,8 @@ impl Net {
             filters: Vec::new(),
             access: Vec::new(),
             punch_hold: Vec::new(),
+            accept_delay: Vec::new(),
+            accepting: Vec::new(),
             dials: Vec::new(),
             sockets: Map::default(),
             syn_sent: Map::default(),
@@ -145,6 +159,7 @@ impl Net {
         self.filters.push(Filter::Open);
         self.access.push(Duration::ZERO);
         self.punch_hold.push(Duration::ZERO);
+        self.accept_delay.push(Duration::ZERO);
         self.frozen.push(false);
         index
     }
@@ -264,6 +279,11 @@ impl Net {
                         self.fail_dial(to, conn, "connection timed out");
                     }
                     Some(Delivery::SynTimeout { .. }) => {}
+                    Some(Delivery::Accept {
+                        from,
+                        local,
+                        remote,
+                    }) => self.accept_now(from, conn, to, local, remote),
                     Some(Delivery::Held { local, remote })
                         if self.pair_taken(to, local, remote) =>
                     {
@@ -328,6 +348,7 @@ impl Net {
     /// Whether node `i` has a socket (or a SYN out) on this address pair.
     fn pair_taken(&self, i: usize, local: SocketAddr, remote: SocketAddr) -> bool {
         self.syn_sent.contains_key(&(local, remote))
+            || self.accepting.contains(&(local, remote))
             || self
                 .sockets
                 .iter()
@@ -414,6 +435,36 @@ impl Net {
             self.fail_dial(i, conn, "connection refused");
             return;
         }
+        if self.accept_delay[j] > Duration::ZERO {
+            self.accepting.push((remote, local));
+            let at = self.now + self.accept_delay[j];
+            self.schedule_at(
+                at,
+                j,
+                conn,
+                Delivery::Accept {
+                    from: i,
+                    local: remote,
+                    remote: local,
+                },
+            );
+            return;
+        }
+        self.accept_now(i, conn, j, remote, local);
+    }
+
+    /// Node `j` learns of the connection its listener at `local` accepted from node
+    /// `i`'s dial `conn` (from `remote`); the dial completes.
+    fn accept_now(
+        &mut self,
+        i: usize,
+        conn: ConnectionId,
+        j: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        self.accepting.retain(|pair| *pair != (local, remote));
+        let (remote, local) = (local, remote);
         let Ok(their) = self.nodes[j].accept(self.now, remote, local) else {
             self.fail_dial(i, conn, "connection reset");
             return;
