@@ -16,6 +16,7 @@ pub mod addr;
 mod client;
 mod conn;
 mod events;
+mod offload;
 mod relay;
 mod streams;
 #[cfg(test)]
@@ -25,7 +26,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use multiaddr::Multiaddr;
 use smallvec::SmallVec;
 
@@ -163,6 +164,14 @@ pub enum Input<'a> {
         /// The connection.
         conn: ConnectionId,
     },
+    /// Bytes arrived on a connection whose ciphers the runtime holds
+    /// ([`Output::Offload`]), decrypted by it, in order.
+    Decrypted {
+        /// The connection.
+        conn: ConnectionId,
+        /// The plaintext; the node keeps slices of it for a while.
+        bytes: Bytes,
+    },
 }
 
 /// What the node asks of the runtime, or tells the application.
@@ -190,6 +199,23 @@ pub enum Output {
     },
     /// Something the application may want to know.
     Event(Event),
+    /// From now on the runtime encrypts and decrypts this connection
+    /// ([`Node::enable_crypto_offload`]): bytes it reads go through `ciphers.recv` into
+    /// [`Input::Decrypted`], and [`Output::TransmitPlain`] goes through `ciphers.send`.
+    /// Every [`Output::Transmit`] of the connection comes before this.
+    Offload {
+        /// The connection.
+        conn: ConnectionId,
+        /// Both directions of its Noise session.
+        ciphers: Box<crate::conn::offload::TransportCiphers>,
+    },
+    /// Encrypt these bytes with the connection's send cipher and write them, in order.
+    TransmitPlain {
+        /// The connection.
+        conn: ConnectionId,
+        /// The plaintext, which the runtime may encrypt in place.
+        data: BytesMut,
+    },
 }
 
 /// State shared by all connections of a node.
@@ -200,6 +226,8 @@ struct Shared {
     peer_id: PeerId,
     rng: Rng,
     protocols: Protocols,
+    /// The runtime takes the ciphers of TCP connections ([`Node::enable_crypto_offload`]).
+    offload_crypto: bool,
     listen_addrs: Vec<Multiaddr>,
     /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
     relayed_addrs: Vec<Multiaddr>,
@@ -308,6 +336,7 @@ impl Node {
                 config,
                 rng: Rng::from_seed(rng_seed),
                 protocols,
+                offload_crypto: false,
                 listen_addrs: Vec::new(),
                 relayed_addrs: Vec::new(),
                 outputs: VecDeque::new(),
@@ -429,6 +458,13 @@ impl Node {
                     return;
                 };
                 c.conn.handle_eof();
+                self.mark(conn);
+            }
+            Input::Decrypted { conn, bytes } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.conn.handle_plaintext(now, &bytes, &self.shared.protocols);
                 self.mark(conn);
             }
         }
@@ -678,7 +714,7 @@ impl Node {
         let id = ConnectionId(self.next_conn);
         self.next_conn += 1;
         let shared = &mut self.shared;
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             endpoint,
             &shared.keypair,
             expected,
@@ -686,6 +722,9 @@ impl Node {
             &shared.config.connection,
             now,
         );
+        if shared.offload_crypto && matches!(transport, Transport::Tcp { .. }) {
+            conn.offload_crypto();
+        }
         self.conns.insert(
             id,
             Conn::new(
@@ -770,6 +809,7 @@ impl Node {
                 }
             }
         }
+        self.pump_offload(id);
         if let Some(error) = closed {
             self.retire(now, id, error);
         }

@@ -2,6 +2,7 @@
 //! their bytes after a fixed one-way latency, and jumps time to the next event or
 //! timeout, in the manner of quinn-proto's `Pair`.
 
+mod offload;
 mod relay;
 
 use std::cmp::Reverse;
@@ -9,10 +10,11 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use multiaddr::Multiaddr;
 
 use super::{Config, ConnectionId, Event, Input, Node, Output, StreamRef};
+use crate::conn::offload::TransportCiphers;
 use crate::identity::{PeerId, keypair_from_seed};
 use crate::map::Map;
 
@@ -38,6 +40,9 @@ pub(super) struct Net {
     seq: u64,
     links: Map<(usize, ConnectionId), (usize, ConnectionId)>,
     next_port: u16,
+    /// Ciphers handed out by nodes with crypto offload: the network acts as their
+    /// runtime and encrypts and decrypts for them.
+    ciphers: Map<(usize, ConnectionId), TransportCiphers>,
 }
 
 impl Net {
@@ -52,6 +57,7 @@ impl Net {
             seq: 0,
             links: Map::default(),
             next_port: 40000,
+            ciphers: Map::default(),
         }
     }
 
@@ -121,13 +127,7 @@ impl Net {
                 }
                 self.queue.pop();
                 match self.payloads.remove(&seq) {
-                    Some(Delivery::Data(bytes)) => self.nodes[to].handle_input(
-                        self.now,
-                        Input::Received {
-                            conn,
-                            bytes: &bytes,
-                        },
-                    ),
+                    Some(Delivery::Data(bytes)) => self.deliver(to, conn, &bytes),
                     Some(Delivery::Eof) => {
                         self.nodes[to].handle_input(self.now, Input::Closed { conn })
                     }
@@ -165,6 +165,25 @@ impl Net {
             false
         });
         found
+    }
+
+    /// Hands ciphertext to node `to`, decrypting it first if the node offloaded.
+    fn deliver(&mut self, to: usize, conn: ConnectionId, bytes: &[u8]) {
+        let now = self.now;
+        let Some(ciphers) = self.ciphers.get_mut(&(to, conn)) else {
+            self.nodes[to].handle_input(now, Input::Received { conn, bytes });
+            return;
+        };
+        let mut plaintext = BytesMut::new();
+        let input = match ciphers.recv.decrypt(bytes, &mut plaintext) {
+            Ok(()) => Input::Decrypted {
+                conn,
+                bytes: plaintext.freeze(),
+            },
+            // A runtime closes a socket whose bytes fail authentication.
+            Err(_) => Input::Closed { conn },
+        };
+        self.nodes[to].handle_input(now, input);
     }
 
     fn drain_all(&mut self) {
@@ -218,6 +237,7 @@ impl Net {
                     self.drain(j);
                 }
                 Output::Close { conn } => {
+                    self.ciphers.remove(&(i, conn));
                     if let Some((to, their)) = self.links.remove(&(i, conn)) {
                         self.links.remove(&(to, their));
                         self.schedule(to, their, Delivery::Eof);
@@ -226,6 +246,19 @@ impl Net {
                 Output::Event(event) => {
                     self.auto_consume(i, &event);
                     self.events[i].push(event);
+                }
+                Output::Offload { conn, ciphers } => {
+                    self.ciphers.insert((i, conn), *ciphers);
+                }
+                Output::TransmitPlain { conn, data } => {
+                    let Some(ciphers) = self.ciphers.get_mut(&(i, conn)) else {
+                        panic!("plaintext for {conn} before its ciphers");
+                    };
+                    let mut wire = BytesMut::new();
+                    ciphers.send.encrypt(&data, &mut wire).expect("encrypts");
+                    if let Some(&(to, their)) = self.links.get(&(i, conn)) {
+                        self.schedule(to, their, Delivery::Data(wire.freeze()));
+                    }
                 }
             }
         }
