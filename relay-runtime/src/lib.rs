@@ -12,6 +12,7 @@
 //! `futures::io` traits, so it runs on any runtime and over any libp2p stream.
 
 mod driver;
+mod offload;
 pub mod perf;
 mod stream;
 

@@ -249,12 +249,11 @@ impl RecvCipher {
     }
 }
 
-/// How many more bytes the frame at the front of `buf` needs to be complete: `None`
-/// while its length prefix is incomplete, `Some(0)` once it is whole.
-pub fn frame_missing(buf: &[u8]) -> Option<usize> {
+/// The size on the wire (length prefix, body and tag) of the frame at the front of
+/// `buf`, once its length prefix is there.
+pub fn frame_size(buf: &[u8]) -> Option<usize> {
     let prefix = buf.get(..LEN_PREFIX)?;
-    let len = LEN_PREFIX + usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-    Some(len.saturating_sub(buf.len()))
+    Some(LEN_PREFIX + usize::from(u16::from_be_bytes([prefix[0], prefix[1]])))
 }
 
 /// Takes the next nonce of a direction. The Noise spec reserves 2^64-1.

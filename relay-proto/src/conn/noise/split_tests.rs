@@ -145,14 +145,14 @@ fn oversized_and_short_frames_are_refused() {
 }
 
 #[test]
-fn missing_bytes_of_the_front_frame() {
-    assert_eq!(frame_missing(&[]), None);
-    assert_eq!(frame_missing(&[1]), None);
-    assert_eq!(frame_missing(&[0, 20]), Some(20));
-    assert_eq!(frame_missing(&[0, 20, 0, 0, 0]), Some(17));
-    assert_eq!(frame_missing(&[0, 0]), Some(0));
+fn size_of_the_front_frame() {
+    assert_eq!(frame_size(&[]), None);
+    assert_eq!(frame_size(&[1]), None);
+    assert_eq!(frame_size(&[0, 20]), Some(22));
+    assert_eq!(frame_size(&[0, 20, 0, 0, 0]), Some(22));
+    assert_eq!(frame_size(&[0, 0]), Some(2));
     let full = u16::MAX.to_be_bytes();
-    assert_eq!(frame_missing(&full), Some(MAX_FRAME));
+    assert_eq!(frame_size(&full), Some(LEN_PREFIX + MAX_FRAME));
 }
 
 #[test]
