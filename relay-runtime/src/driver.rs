@@ -20,6 +20,7 @@ use relay_proto::node::{Event, Input, Node, Output};
 use relay_proto::{ConnectionId, StreamRef};
 
 use crate::offload::{self, Handoff, InFlight, Outgoing, Read};
+use crate::socket::{BoxReader, BoxWriter};
 use crate::stream::{SharedState, StreamCommand, StreamState, WRITE_BUFFER};
 use crate::{BoxFuture, BoxSocket, Command, Error, Listener, Runtime, Shared, Stream};
 
@@ -219,7 +220,7 @@ async fn accept_loop(mut listener: Box<dyn Listener>, mut sockets: mpsc::Sender<
 
 async fn read_loop(
     conn: ConnectionId,
-    mut reader: futures::io::ReadHalf<BoxSocket>,
+    mut reader: BoxReader,
     mut sockets: mpsc::Sender<SocketEvent>,
     stop: oneshot::Receiver<()>,
     handoff: Arc<Handoff>,
@@ -254,7 +255,7 @@ async fn read_loop(
 
 async fn write_loop(
     conn: ConnectionId,
-    mut writer: futures::io::WriteHalf<BoxSocket>,
+    mut writer: BoxWriter,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     backlog: Arc<Backlog>,
     mut sockets: mpsc::Sender<SocketEvent>,
@@ -291,10 +292,7 @@ async fn write_loop(
 }
 
 /// Writes every chunk of `batch`, in order, with vectored writes.
-async fn write_batch(
-    writer: &mut futures::io::WriteHalf<BoxSocket>,
-    batch: &mut VecDeque<Bytes>,
-) -> io::Result<()> {
+async fn write_batch(writer: &mut BoxWriter, batch: &mut VecDeque<Bytes>) -> io::Result<()> {
     while !batch.is_empty() {
         let mut slices = [io::IoSlice::new(&[]); WRITE_BATCH];
         let count = batch.len().min(WRITE_BATCH);
@@ -611,7 +609,7 @@ impl<R: Runtime> Driver<R> {
     }
 
     fn attach(&mut self, conn: ConnectionId, socket: BoxSocket) {
-        let (reader, writer) = socket.split();
+        let (reader, writer) = self.runtime.split(socket);
         let (queue, queue_rx) = mpsc::unbounded();
         let (stop, stop_rx) = oneshot::channel();
         let backlog = Arc::new(Backlog::default());
