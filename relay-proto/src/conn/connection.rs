@@ -469,6 +469,22 @@ impl Connection {
         }
     }
 
+    /// Keeps the receive window of `stream` from growing beyond `max` bytes (the
+    /// protocol's 256 KiB at least): the most the peer may have in flight to us on it.
+    pub fn limit_receive_window(&mut self, stream: StreamId, max: usize) {
+        if let State::Open(open) = &mut self.state {
+            open.yamux.limit_receive_window(stream, max);
+        }
+    }
+
+    /// The current receive window of `stream`, if open.
+    pub fn receive_window(&self, stream: StreamId) -> Option<usize> {
+        match &self.state {
+            State::Open(open) => open.yamux.receive_window(stream),
+            _ => None,
+        }
+    }
+
     /// Closes the connection: sends a Yamux GoAway if open and ends.
     pub fn close(&mut self) {
         if let State::Open(open) = &mut self.state {

@@ -676,7 +676,7 @@ impl Node {
             .values()
             .filter_map(|c| c.poll_timeout(ping))
             .min();
-        let relay = self.relay.as_ref().and_then(|r| r.policy.poll_timeout());
+        let relay = self.relay.as_ref().and_then(|r| r.poll_timeout());
         let client = self.client.poll_timeout();
         let deadline = self.deadlines.first().map(|(at, _)| *at);
         [conns, relay, client, deadline].into_iter().flatten().min()

@@ -272,14 +272,24 @@ impl Session {
         }
         s.recv.consume(n);
         let rtt = self.rtt.rtt();
-        if let Some(delta) = s
-            .recv
-            .poll_update(now, rtt, self.max_stream_window, &mut self.budget)
-        {
+        let max_window = s
+            .max_window
+            .map_or(self.max_stream_window, |m| m.min(self.max_stream_window));
+        if let Some(delta) = s.recv.poll_update(now, rtt, max_window, &mut self.budget) {
             push(
                 &mut self.control,
                 Header::window_update(stream, Flags::NONE, delta),
             );
+        }
+    }
+
+    /// Keeps the receive window of `stream` from growing beyond `max` bytes (it never
+    /// shrinks below the protocol's initial 256 KiB, nor below what it already is).
+    /// This bounds what the peer may have in flight to us on the stream, and so what
+    /// we may have to hold for it. Unknown streams are ignored.
+    pub fn limit_receive_window(&mut self, stream: StreamId, max: usize) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.max_window = Some(u32::try_from(max).unwrap_or(u32::MAX).max(INITIAL_WINDOW));
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod offload;
 mod relay;
+mod relay_buffer;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -43,6 +44,9 @@ pub(super) struct Net {
     /// Ciphers handed out by nodes with crypto offload: the network acts as their
     /// runtime and encrypts and decrypts for them.
     ciphers: Map<(usize, ConnectionId), TransportCiphers>,
+    /// Stuck nodes ([`Net::freeze`]): what the network brings them waits in `parked`.
+    frozen: std::collections::BTreeSet<usize>,
+    parked: Vec<(u64, usize, ConnectionId)>,
 }
 
 impl Net {
@@ -58,6 +62,8 @@ impl Net {
             links: Map::default(),
             next_port: 40000,
             ciphers: Map::default(),
+            frozen: Default::default(),
+            parked: Vec::new(),
         }
     }
 
@@ -112,7 +118,10 @@ impl Net {
                 return true;
             }
             let next_delivery = self.queue.peek().map(|Reverse((t, ..))| *t);
-            let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+            let next_timer = (0..self.nodes.len())
+                .filter(|i| !self.frozen.contains(i))
+                .filter_map(|i| self.nodes[i].poll_timeout())
+                .min();
             let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
                 return false;
             };
@@ -126,6 +135,10 @@ impl Net {
                     break;
                 }
                 self.queue.pop();
+                if self.frozen.contains(&to) {
+                    self.parked.push((seq, to, conn));
+                    continue;
+                }
                 match self.payloads.remove(&seq) {
                     Some(Delivery::Data(bytes)) => self.deliver(to, conn, &bytes),
                     Some(Delivery::Eof) => {
@@ -136,11 +149,31 @@ impl Net {
                 self.drain(to);
             }
             for i in 0..self.nodes.len() {
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                if !self.frozen.contains(&i)
+                    && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now)
+                {
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i);
                 }
             }
+        }
+    }
+
+    /// Node `i` gets stuck, as a process that neither reads its sockets nor runs its
+    /// timers: what arrives for it waits until [`Net::thaw`].
+    pub(super) fn freeze(&mut self, i: usize) {
+        self.frozen.insert(i);
+    }
+
+    /// Node `i` runs again and gets what arrived for it meanwhile, in order.
+    pub(super) fn thaw(&mut self, i: usize) {
+        self.frozen.remove(&i);
+        let (mine, others) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(_, to, _)| *to == i);
+        self.parked = others;
+        for (seq, to, conn) in mine {
+            self.queue.push(Reverse((self.now, seq, to, conn)));
         }
     }
 
