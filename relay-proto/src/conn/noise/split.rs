@@ -312,32 +312,47 @@ impl Key {
     }
 }
 
-/// One direction's ChaCha20-Poly1305 key, in pure Rust.
 #[cfg(target_arch = "wasm32")]
-struct Key(chacha20poly1305::ChaCha20Poly1305);
+use pure::PureKey as Key;
 
-#[cfg(target_arch = "wasm32")]
-impl Key {
-    fn new(key: &[u8; KEY_LEN]) -> Result<Self, NoiseError> {
-        use chacha20poly1305::KeyInit;
-        Ok(Self(chacha20poly1305::ChaCha20Poly1305::new(key.into())))
-    }
+/// One direction's ChaCha20-Poly1305 key in pure Rust, for wasm (and, in tests, checked
+/// against ring's).
+#[cfg(any(target_arch = "wasm32", test))]
+mod pure {
+    use chacha20poly1305::{AeadInPlace, ChaCha20Poly1305, KeyInit};
 
-    fn seal(&self, nonce: u64, in_out: &mut [u8]) -> Result<[u8; TAG_LEN], NoiseError> {
-        use chacha20poly1305::AeadInPlace;
-        let tag = self
-            .0
-            .encrypt_in_place_detached(&nonce_bytes(nonce).into(), &[], in_out)
-            .map_err(|_| NoiseError::FrameTooLarge)?;
-        Ok(tag.into())
-    }
+    use super::{KEY_LEN, NoiseError, TAG_LEN, nonce_bytes};
 
-    fn open(&self, nonce: u64, in_out: &mut [u8], tag: &[u8]) -> Result<(), NoiseError> {
-        use chacha20poly1305::AeadInPlace;
-        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| NoiseError::DecryptFailed)?;
-        self.0
-            .decrypt_in_place_detached(&nonce_bytes(nonce).into(), &[], in_out, &tag.into())
-            .map_err(|_| NoiseError::DecryptFailed)
+    pub(super) struct PureKey(ChaCha20Poly1305);
+
+    impl PureKey {
+        pub(super) fn new(key: &[u8; KEY_LEN]) -> Result<Self, NoiseError> {
+            Ok(Self(ChaCha20Poly1305::new(key.into())))
+        }
+
+        pub(super) fn seal(
+            &self,
+            nonce: u64,
+            in_out: &mut [u8],
+        ) -> Result<[u8; TAG_LEN], NoiseError> {
+            let tag = self
+                .0
+                .encrypt_in_place_detached(&nonce_bytes(nonce).into(), &[], in_out)
+                .map_err(|_| NoiseError::FrameTooLarge)?;
+            Ok(tag.into())
+        }
+
+        pub(super) fn open(
+            &self,
+            nonce: u64,
+            in_out: &mut [u8],
+            tag: &[u8],
+        ) -> Result<(), NoiseError> {
+            let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| NoiseError::DecryptFailed)?;
+            self.0
+                .decrypt_in_place_detached(&nonce_bytes(nonce).into(), &[], in_out, &tag.into())
+                .map_err(|_| NoiseError::DecryptFailed)
+        }
     }
 }
 

@@ -173,3 +173,24 @@ fn the_last_nonce_is_never_used() {
         Err(NoiseError::NonceExhausted)
     ));
 }
+
+#[test]
+fn the_wasm_cipher_agrees_with_ring() {
+    let pure = super::pure::PureKey::new(&KEY).unwrap();
+    let native = Key::new(&KEY).unwrap();
+    for (nonce, len) in [
+        (0u64, 0usize),
+        (1, 1),
+        (7, 1000),
+        (u64::MAX - 1, MAX_PLAINTEXT),
+    ] {
+        let plaintext = data(len);
+        let (mut a, mut b) = (plaintext.clone(), plaintext.clone());
+        let tag_a = pure.seal(nonce, &mut a).unwrap();
+        let tag_b = native.seal(nonce, &mut b).unwrap();
+        assert_eq!((&a, tag_a), (&b, tag_b), "nonce {nonce}, {len} bytes");
+        pure.open(nonce, &mut b, &tag_b).unwrap();
+        assert_eq!(b, plaintext);
+        assert!(pure.open(nonce + 1, &mut a, &tag_a).is_err());
+    }
+}
