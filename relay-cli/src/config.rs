@@ -18,6 +18,7 @@
 
 // Used by `relay serve` once it is wired; until then only the tests use all of it.
 
+mod auto_relay;
 pub(crate) mod duration;
 mod schema;
 mod text;
@@ -173,8 +174,8 @@ pub(crate) struct ServeOverrides {
 
 /// Reads, parses and validates a config file.
 ///
-/// Relative `node.key_file` and `node.relay.service.asn_table` paths are made relative
-/// to the file's directory. Errors name the file and, for syntax errors, the line and
+/// Relative `node.key_file`, `node.relay.service.asn_table` and hook program
+/// (`acl.hook_command`) paths are made relative to the file's directory. Errors name the file and, for syntax errors, the line and
 /// column.
 pub(crate) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     let read_error = |error| ConfigError::Read {
@@ -365,7 +366,28 @@ impl FileConfig {
                 timeout: node.ping_timeout.get(),
             },
             max_connections: node.max_connections,
+            hole_punch: self.hole_punch_config(),
             ..defaults
+        }
+    }
+
+    /// [`HolePunchConfig`](relay_proto::dcutr::HolePunchConfig) from
+    /// `node.relay.hole_punch`; the fields the seed does not name keep their defaults.
+    pub(crate) fn hole_punch_config(&self) -> relay_proto::dcutr::HolePunchConfig {
+        let section = &self.node.relay.hole_punch;
+        relay_proto::dcutr::HolePunchConfig {
+            enabled: section.enabled,
+            max_attempts: section.max_attempts,
+            attempt_timeout: section.attempt_timeout.get(),
+            direct_dial_attempts: section.direct_dial_attempts,
+            sync_timeout: section.sync_timeout.get(),
+            enable_tcp_hole_punch: section.enable_tcp_hole_punch,
+            enable_dcutr: section.enable_dcutr,
+            concurrent_limit: section.concurrent_limit,
+            allow_private_addrs: section.allow_private_addrs,
+            allow_loopback_addrs: section.allow_loopback_addrs,
+            relayed_close_grace: section.relayed_close_grace.get(),
+            ..Default::default()
         }
     }
 
@@ -425,6 +447,14 @@ impl FileConfig {
         }
         if let Some(table) = &mut self.node.relay.service.asn_table {
             resolve(table);
+        }
+        // A hook program given as a relative path (`./acl-hook.sh`, `hooks/acl`) lives
+        // beside the file; a bare name (`relay-acl`) is looked up on PATH.
+        if let Some(program) = self.node.relay.service.acl.hook_command.first_mut() {
+            let path = Path::new(program.as_str());
+            if path.is_relative() && path.components().count() > 1 {
+                *program = dir.join(path).display().to_string();
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::output::emit;
-use crate::{DialArgs, ListenArgs, events, identity};
+use crate::{DialArgs, ListenArgs, autorelay, events, identity, punch};
 
 /// The echo protocol `relay listen` answers, for tests and scripts.
 pub(crate) const ECHO_PROTOCOL: &str = "/echo/1.0.0";
@@ -37,7 +37,10 @@ pub(crate) async fn hold(seconds: Option<f64>) {
 }
 
 /// The sockets of `--listen` arguments, or the default when none is given.
-fn listen_sockets(addrs: &[Multiaddr], default: bool) -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn listen_sockets(
+    addrs: &[Multiaddr],
+    default: bool,
+) -> Result<Vec<SocketAddr>, String> {
     if addrs.is_empty() && default {
         return Ok(vec![SocketAddr::from(([0, 0, 0, 0], 4001))]);
     }
@@ -75,22 +78,27 @@ pub(crate) fn announce(node: &Node) {
     }));
 }
 
-/// Prints events until the node stops or `seconds` pass.
-async fn report_until(node: &Node, seconds: Option<f64>) -> Result<(), String> {
+/// Prints events until the node stops or `seconds` pass; subscribed at once, so the
+/// events of commands given before the returned future is awaited are printed too.
+fn report_until(
+    node: &Node,
+    seconds: Option<f64>,
+) -> Result<impl Future<Output = ()> + use<>, String> {
     let mut events = node.events().map_err(|e| e.to_string())?;
-    let report = async {
-        while let Some(event) = events.next().await {
-            if let Some(line) = events::to_json(&event) {
-                emit(&line);
+    Ok(async move {
+        let report = async {
+            while let Some(event) = events.next().await {
+                if let Some(line) = events::to_json(&event) {
+                    emit(&line);
+                }
             }
+        };
+        tokio::select! {
+            _ = report => {}
+            _ = hold(seconds) => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    };
-    tokio::select! {
-        _ = report => {}
-        _ = hold(seconds) => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    Ok(())
+    })
 }
 
 /// Answers echo and perf, as `listen` and `serve` both do.
@@ -122,30 +130,18 @@ pub(crate) fn serve_app_protocols(node: &Node) -> Result<(), String> {
 }
 
 pub(crate) async fn listen(args: ListenArgs) -> Result<(), String> {
-    let keypair = identity::load(&args.identity)?;
-    for relay in &args.relays {
-        if peer_of(relay).is_none() || parse_tcp(relay).is_err() {
-            return Err(format!(
-                "--relay {relay}: expected /ip4|ip6/<ip>/tcp/<port>/p2p/<relay id>"
-            ));
-        }
+    let mut settings = autorelay::settings(&args)?;
+    punch::adjust(&mut settings.config, &args.relays, args.no_punch);
+    if settings.listen.is_empty() && settings.config.hole_punch.enabled {
+        settings.listen = punch::default_listen(&args.relays);
     }
-    let listen = listen_sockets(&args.listen, args.relays.is_empty())?;
-    let node = start(keypair, Config::default(), &listen)?;
+    let node = start(settings.keypair, settings.config.clone(), &settings.listen)?;
     serve_app_protocols(&node)?;
     announce(&node);
-    let reporting = report_until(&node, args.hold);
-    for relay in &args.relays {
-        let node = node.clone();
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            // The outcome (accepted or refused) is reported from the event stream.
-            if let Err(error) = node.reserve(relay.clone()).await {
-                tracing::warn!(%relay, %error, "reservation failed");
-            }
-        });
-    }
-    reporting.await?;
+    let reporting = report_until(&node, args.hold)?;
+    // Reservations come from AutoRelay; their outcomes are reported from the events.
+    autorelay::start(&node, &settings.config).await?;
+    reporting.await;
     node.shutdown().await;
     Ok(())
 }
@@ -160,7 +156,14 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     let Some(peer) = peer_of(target) else {
         return Err(format!("{target}: the target must end with /p2p/<peer id>"));
     };
-    let node = start(keypair, Config::default(), &[])?;
+    let relays = std::slice::from_ref(target);
+    let config = punch::node_config(args.config.as_deref(), relays, args.no_punch)?;
+    let punching = relayed && config.hole_punch.enabled;
+    let mut listen = listen_sockets(&args.listen, false)?;
+    if listen.is_empty() && punching {
+        listen = punch::default_listen(relays);
+    }
+    let node = start(keypair, config, &listen)?;
     let mut events = node.events().map_err(|e| e.to_string())?;
     let connected = node.dial(target.clone()).await.map_err(|e| e.to_string())?;
     if connected != peer {
@@ -169,7 +172,19 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     emit(
         &json!({"event": "connected", "peer": peer.to_string(), "relayed": relayed, "addr": target.to_string()}),
     );
+    if punching {
+        let wait = match args.punch_wait {
+            Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
+            Some(s) => return Err(format!("--punch-wait {s}: expected seconds, at least 0")),
+            None => punch::DEFAULT_WAIT,
+        };
+        match punch::wait_outcome(&mut events, peer, wait).await {
+            Some(line) => emit(&line),
+            None => return Err("the node stopped".into()),
+        }
+    }
     for _ in 0..args.ping {
+        let relayed = punch::relayed_now(&node, peer).await;
         let rtt = node
             .ping(peer)
             .await
@@ -183,6 +198,7 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     }
     if args.perf_up.is_some() || args.perf_down.is_some() {
         let (up, down) = (args.perf_up.unwrap_or(0), args.perf_down.unwrap_or(0));
+        let relayed = punch::relayed_now(&node, peer).await;
         let stream = node
             .open_stream(peer, relay_runtime::perf::PROTOCOL)
             .await
@@ -214,7 +230,6 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
             _ = hold(args.hold) => {}
         }
     }
-    let _ = args.no_punch;
     node.shutdown().await;
     Ok(())
 }

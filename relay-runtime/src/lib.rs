@@ -11,9 +11,11 @@
 //! [`perf`] is the perf benchmarking protocol as plain stream I/O over the
 //! `futures::io` traits, so it runs on any runtime and over any libp2p stream.
 
+mod autorelay;
 mod driver;
 mod offload;
 pub mod perf;
+pub mod reuse;
 pub mod socket;
 mod stream;
 
@@ -30,6 +32,7 @@ use relay_proto::Multiaddr;
 use relay_proto::identity::{Keypair, PeerId};
 use relay_proto::node::{Config, DialError, Event};
 
+pub use autorelay::PeerSource;
 pub use stream::Stream;
 
 /// The channel types handles return, re-exported for adapters.
@@ -80,7 +83,18 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()>;
     /// Connects to `addr`; returns the socket and its local address.
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>>;
-    /// Binds a TCP listener.
+    /// Connects to `addr` from `local`, a port we listen on: the socket gets
+    /// `SO_REUSEADDR` and `SO_REUSEPORT` before it is bound ([`reuse::bound`]), so it
+    /// shares the listener's port and a NAT maps it as it maps the listener. No other
+    /// port is tried; the driver falls back to [`Runtime::connect`] where the node
+    /// allows it.
+    fn connect_from(
+        &self,
+        local: SocketAddr,
+        addr: SocketAddr,
+    ) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>>;
+    /// Binds a TCP listener with `SO_REUSEADDR` and `SO_REUSEPORT`
+    /// ([`reuse::listener`]), so that dials can go out from its port.
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>>;
     /// Splits a socket into halves a reader and a writer task use at once. The default
     /// shares the socket behind a lock ([`socket::lock_split`]); a runtime whose sockets
@@ -114,15 +128,48 @@ pub enum Error {
     /// A socket operation failed.
     #[error("io: {0}")]
     Io(String),
+    /// A hole punch could not start, or ended without a direct connection.
+    #[error("hole punch: {0}")]
+    HolePunch(String),
+    /// An AutoRelay command failed (not enabled, a bad relay address).
+    #[error("auto relay: {0}")]
+    AutoRelay(String),
+}
+
+/// A direct connection a hole punch made ([`Handle::hole_punch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectConnection {
+    /// The relayed connection it upgraded.
+    pub relayed: relay_proto::ConnectionId,
+    /// The direct connection.
+    pub conn: relay_proto::ConnectionId,
+    /// The peer's address on it.
+    pub addr: Multiaddr,
+    /// The attempt that made it (`0`: the direct dial before any exchange).
+    pub attempt: u32,
+    /// Time from the start of the hole punch to the direct connection.
+    pub elapsed: Duration,
 }
 
 /// Configures and starts a node.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Builder {
     keypair: Option<Keypair>,
     config: Config,
     listen: Vec<SocketAddr>,
     rng_seed: Option<[u8; 32]>,
+    peer_source: Option<Arc<dyn PeerSource>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("keypair", &self.keypair)
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("peer_source", &self.peer_source.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builder {
@@ -150,6 +197,13 @@ impl Builder {
         self
     }
 
+    /// Offers AutoRelay relay candidates from `source` (`Config::auto_relay` must be
+    /// set, with `enable_dynamic`); each query is given `peer_source_timeout`.
+    pub fn peer_source(mut self, source: impl PeerSource) -> Self {
+        self.peer_source = Some(Arc::new(source));
+        self
+    }
+
     /// Binds the listeners and starts the node's event loop on `runtime`.
     pub fn start<R: Runtime>(self, runtime: R) -> io::Result<Handle> {
         let keypair = match self.keypair {
@@ -164,29 +218,50 @@ impl Builder {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs();
-        let node = relay_proto::Node::new(self.config, keypair, seed, Instant::now(), unix_now);
+        let peer_source_timeout = self
+            .config
+            .auto_relay
+            .as_ref()
+            .map(|a| a.peer_source_timeout);
+        let node = relay_proto::Node::try_new(self.config, keypair, seed, Instant::now(), unix_now)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let peer_id = node.peer_id();
         let mut listeners = Vec::new();
         for addr in self.listen {
             listeners.push(runtime.bind(addr)?);
         }
         let (commands, receiver) = mpsc::unbounded();
+        // Subscribed before the loop starts, so that no query is missed.
+        let queries = match (self.peer_source, peer_source_timeout) {
+            (Some(source), Some(timeout)) => {
+                let (sender, events) = mpsc::unbounded();
+                let _ = commands.unbounded_send(Command::Subscribe { sender });
+                Some((source, timeout, events))
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             listen_addrs: Mutex::new(Vec::new()),
         });
         driver::start(
-            runtime,
+            runtime.clone(),
             node,
             listeners,
             receiver,
             commands.clone(),
             shared.clone(),
         )?;
-        Ok(Handle {
+        let handle = Handle {
             peer_id,
             commands,
             shared,
-        })
+        };
+        if let Some((source, timeout, events)) = queries {
+            let answering =
+                autorelay::answer_queries(runtime.clone(), handle.clone(), events, source, timeout);
+            runtime.spawn(Box::pin(answering));
+        }
+        Ok(handle)
     }
 }
 
@@ -357,6 +432,63 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Ping { peer, reply })?;
         answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Upgrades the relayed connection to `peer` to a direct one now (the seed's
+    /// `AttemptHolePunch`, see [`relay_proto::Node::hole_punch`]) and waits for the
+    /// outcome.
+    pub async fn hole_punch(&self, peer: PeerId) -> Result<DirectConnection, Error> {
+        use futures::StreamExt;
+        let mut events = self.events()?;
+        let relayed = self
+            .with_node(move |node, now| node.hole_punch(now, peer))
+            .await?
+            .map_err(|e| Error::HolePunch(e.to_string()))?;
+        while let Some(event) = events.next().await {
+            match event {
+                Event::HolePunchSucceeded {
+                    relayed: r,
+                    attempt,
+                    elapsed,
+                    direct,
+                    addr,
+                    ..
+                } if r == relayed => {
+                    return Ok(DirectConnection {
+                        relayed,
+                        conn: direct,
+                        addr,
+                        attempt,
+                        elapsed,
+                    });
+                }
+                Event::HolePunchFailed {
+                    relayed: r,
+                    attempts,
+                    reason,
+                    ..
+                } if r == relayed => {
+                    return Err(Error::HolePunch(format!(
+                        "{reason} after {attempts} attempt(s)"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Err(Error::NotRunning)
+    }
+
+    /// Enables or disables hole punching (the seed's `EnableHolePunch` and
+    /// `DisableHolePunch`).
+    pub async fn set_hole_punch_enabled(&self, enabled: bool) -> Result<(), Error> {
+        self.with_node(move |node, now| node.set_hole_punch_enabled(now, enabled))
+            .await
+    }
+
+    /// Counts of finished hole punches (the seed's `GetHolePunchStats`).
+    pub async fn hole_punch_stats(&self) -> Result<relay_proto::dcutr::HolePunchStats, Error> {
+        self.with_node(|node, _| node.hole_punch_stats().clone())
+            .await
     }
 
     /// Every node event from now on.

@@ -463,6 +463,18 @@ fn validation_errors_name_the_field() {
             "test.yaml: node.relay.service.buffer_size: must be at least 1",
         ),
         (
+            "node:\n  relay:\n    service:\n      acl:\n        hook: both\n",
+            "test.yaml: node.relay.service.acl.hook: asks a decision hook but acl.hook_command is empty; `relay serve` answers the hook by running that program",
+        ),
+        (
+            "node:\n  relay:\n    service:\n      acl:\n        hook_command: [/bin/true]\n",
+            "test.yaml: node.relay.service.acl.hook_command: is set but acl.hook is `off`; set acl.hook to reservations, circuits or both, or remove the command",
+        ),
+        (
+            "node:\n  relay:\n    service:\n      acl:\n        hook: circuits\n        hook_command: ['']\n",
+            "test.yaml: node.relay.service.acl.hook_command: names an empty program",
+        ),
+        (
             "node:\n  listen: []\n",
             "test.yaml: node.listen: needs at least one address, e.g. /ip4/0.0.0.0/tcp/4001",
         ),
@@ -530,6 +542,7 @@ fn extra_service_fields_convert_to_the_relay_config() {
         allow_cidrs: [10.0.0.0/8, '2001:db8::/32']
         deny_cidrs: [10.1.2.3]
         hook: both
+        hook_command: [/usr/local/bin/relay-acl, --strict]
       abuse:
         refusals: {{ burst: 5, refill: 3s }}
         ban: 1h
@@ -587,8 +600,13 @@ fn hook_settings_map_to_hook_modes() {
         ("circuits", HookMode::Circuits),
         ("both", HookMode::Both),
     ] {
+        let command = if mode == HookMode::Off {
+            "[]"
+        } else {
+            "[/bin/true]"
+        };
         let config = parse(&format!(
-            "node:\n  relay:\n    service:\n      acl:\n        hook: {text}\n"
+            "node:\n  relay:\n    service:\n      acl:\n        hook: {text}\n        hook_command: {command}\n"
         ));
         assert_eq!(config.relay_config().unwrap().acl.hook, mode);
     }
@@ -872,4 +890,37 @@ fn floor_char_boundary(text: &str, mut at: usize) -> usize {
         at -= 1;
     }
     at
+}
+
+#[test]
+fn hole_punch_section_maps_onto_the_node() {
+    use relay_proto::dcutr::HolePunchConfig;
+    let config = parse(
+        "node:\n  relay:\n    hole_punch:\n      enabled: false\n      max_attempts: 2\n      \
+         attempt_timeout: 3s\n      direct_dial_attempts: 1\n      sync_timeout: 9s\n      \
+         enable_tcp_hole_punch: false\n      enable_dcutr: false\n      concurrent_limit: 4\n      \
+         allow_private_addrs: true\n      allow_loopback_addrs: true\n      \
+         relayed_close_grace: 2s\n",
+    );
+    assert_eq!(
+        config.node_config().hole_punch,
+        HolePunchConfig {
+            enabled: false,
+            max_attempts: 2,
+            attempt_timeout: Duration::from_secs(3),
+            direct_dial_attempts: 1,
+            sync_timeout: Duration::from_secs(9),
+            enable_tcp_hole_punch: false,
+            enable_dcutr: false,
+            concurrent_limit: 4,
+            allow_private_addrs: true,
+            allow_loopback_addrs: true,
+            relayed_close_grace: Duration::from_secs(2),
+            ..HolePunchConfig::default()
+        }
+    );
+    assert_eq!(
+        FileConfig::default().node_config().hole_punch,
+        HolePunchConfig::default()
+    );
 }

@@ -347,7 +347,14 @@ impl Node {
     pub(super) fn client_conn_retired(&mut self, now: Instant, id: ConnectionId, error: String) {
         for pending in self.client.pending.remove(&id).unwrap_or_default() {
             match pending {
-                Pending::Reserve(relay) => {
+                // Unless it was cancelled, or asked again over another connection.
+                Pending::Reserve(relay)
+                    if self
+                        .client
+                        .reservations
+                        .get(&relay)
+                        .is_some_and(|r| r.conn == id) =>
+                {
                     self.client.reservations.remove(&relay);
                     self.reservation_gone(
                         now,
@@ -355,6 +362,7 @@ impl Node {
                         ReservationLoss::ConnectFailed(error.clone()),
                     );
                 }
+                Pending::Reserve(_) => {}
                 Pending::Circuit(relayed) => {
                     self.fail_relayed(relayed, DialError::Transport(error.clone()))
                 }
@@ -521,6 +529,21 @@ impl Node {
                 DialError::RelayProtocol("relay closed the hop stream".into()),
             ),
             _ => {}
+        }
+    }
+
+    /// The peer we asked to relay answered `na` to the hop protocol: it runs no relay
+    /// service.
+    pub(super) fn client_hop_unsupported(&mut self, now: Instant, s: StreamRef, role: StreamRole) {
+        let why = "the peer does not speak /libp2p/circuit/relay/0.2.0/hop (no relay service)";
+        match role {
+            StreamRole::ReserveOut(_) => {
+                self.reservation_failed(now, s.conn, ReservationLoss::Protocol(why.into()));
+            }
+            StreamRole::ConnectOut { relayed, .. } => {
+                self.fail_relayed(relayed, DialError::RelayProtocol(why.into()));
+            }
+            role => self.client_stream_gone(now, s, role),
         }
     }
 

@@ -10,13 +10,16 @@
 //!
 //! Files: this one holds the public surface and the connection pump; `conn.rs` the
 //! per-connection state; `streams.rs` the dispatch of stream events to their owners;
-//! `relay.rs` the relay server; `client.rs` the relay client; `addr.rs` address parsing.
+//! `relay.rs` the relay server; `client.rs` the relay client; `autorelay.rs` AutoRelay
+//! driven by the node; `punch.rs` hole punching (DCUtR); `addr.rs` address parsing.
 
 pub mod addr;
+mod autorelay;
 mod client;
 mod conn;
 mod events;
 mod offload;
+mod punch;
 mod relay;
 mod streams;
 #[cfg(test)]
@@ -35,6 +38,7 @@ use crate::conn::connection::{
     Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, Protocols,
     StreamError,
 };
+use crate::dcutr::HolePunchConfig;
 use crate::hop::{ConfigError, RelayConfig, Ticket};
 use crate::identify;
 use crate::identity::{Keypair, PeerId};
@@ -47,6 +51,7 @@ use conn::{Conn, StreamRole, Transport};
 pub use client::{ClientConfig, ReservationInfo, ReservationLoss, ReserveError};
 pub use conn::ConnectionInfo;
 pub use events::{CircuitEnd, Event};
+pub use punch::HolePunchError;
 
 /// Identifies one connection of a node; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,6 +94,17 @@ pub struct Config {
     /// Addresses to announce besides the listen addresses (e.g. a public address
     /// behind port forwarding); used in identify and in reservation answers.
     pub external_addrs: Vec<Multiaddr>,
+    /// Hole punching (DCUtR) of relayed connections (the seed's
+    /// `node.relay.hole_punch`); see [`Node::hole_punch`].
+    pub hole_punch: HolePunchConfig,
+    /// Whether TCP dials go out from the port we listen on, with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT` ([`DialFrom::ListenPort`]), as go-libp2p and rust-libp2p dial by
+    /// default (true). Then a NAT maps our connections as it maps our listener, and the
+    /// addresses peers observe (identify) are ones a hole punch can use.
+    pub port_reuse: bool,
+    /// AutoRelay: choosing relays and keeping reservations on them; `None` disables it.
+    /// It runs once started with [`Node::auto_relay_start`].
+    pub auto_relay: Option<crate::autorelay::AutoRelayConfig>,
 }
 
 impl Default for Config {
@@ -102,6 +118,9 @@ impl Default for Config {
             relay: None,
             client: ClientConfig::default(),
             external_addrs: Vec::new(),
+            hole_punch: HolePunchConfig::default(),
+            port_reuse: true,
+            auto_relay: None,
         }
     }
 }
@@ -191,6 +210,8 @@ pub enum Output {
         conn: ConnectionId,
         /// Where to connect.
         addr: SocketAddr,
+        /// Which local address to bind the socket to before connecting.
+        from: DialFrom,
     },
     /// Close the socket after writing what was transmitted before.
     Close {
@@ -218,6 +239,31 @@ pub enum Output {
     },
 }
 
+/// Where the socket of an [`Output::Dial`] is bound before it connects.
+///
+/// A runtime that cannot bind a connecting socket (no `SO_REUSEPORT` on its platform)
+/// treats [`DialFrom::ListenPort`] as [`DialFrom::Ephemeral`] and fails a
+/// [`DialFrom::HolePunch`] dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialFrom {
+    /// Any local port the OS picks.
+    Ephemeral,
+    /// This listen address (`0.0.0.0:PORT` or `IP:PORT`), with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT` set before binding (the listener has them too), so that a NAT maps
+    /// the connection as it maps the listener ([`Config::port_reuse`]). If binding or
+    /// connecting from it fails because the address pair is taken (`EADDRINUSE`,
+    /// `EADDRNOTAVAIL`: a connection between the same two ports exists or lingers in
+    /// `TIME_WAIT`), dial again from an ephemeral port.
+    ListenPort(SocketAddr),
+    /// A hole punch dial: this listen address with both options, and no other. Without
+    /// it the NAT mapping the punch relies on is not reused. If the address pair is
+    /// taken, fail the dial: the connection between the two ports that exists is the
+    /// peer's dial, accepted, and it is the one that counts. When the peer dials at the
+    /// same moment (a TCP simultaneous open) the connect completes like any other; the
+    /// node runs the upgrade in the role DCUtR gave, whatever the socket says.
+    HolePunch(SocketAddr),
+}
+
 /// State shared by all connections of a node.
 #[derive(Debug)]
 struct Shared {
@@ -232,10 +278,15 @@ struct Shared {
     /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
     relayed_addrs: Vec<Multiaddr>,
     outputs: VecDeque<Output>,
+    /// What AutoRelay learns from the events emitted, when it is configured.
+    auto_relay_facts: Option<VecDeque<autorelay::Fact>>,
 }
 
 impl Shared {
     fn emit(&mut self, event: Event) {
+        if let Some(facts) = &mut self.auto_relay_facts {
+            autorelay::observe(facts, &event);
+        }
         self.outputs.push_back(Output::Event(event));
     }
 
@@ -267,6 +318,17 @@ impl Shared {
 /// Why the relay service could not start.
 pub type RelayConfigError = ConfigError;
 
+/// Why a node cannot be made with its [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeConfigError {
+    /// The relay service's settings are invalid.
+    #[error(transparent)]
+    Relay(#[from] ConfigError),
+    /// The AutoRelay settings are invalid.
+    #[error("auto relay: {0}")]
+    AutoRelay(#[from] crate::autorelay::ConfigError),
+}
+
 /// One local libp2p peer, free of I/O.
 ///
 /// # Calling contract
@@ -286,6 +348,8 @@ pub struct Node {
     deadlines: std::collections::BTreeSet<(Instant, StreamRef)>,
     relay: Option<relay::RelayService>,
     client: client::Client,
+    punch: punch::Punches,
+    auto_relay: Option<Box<autorelay::Attached>>,
     next_conn: u64,
     start: Instant,
     unix_start: u64,
@@ -296,7 +360,8 @@ impl Node {
     /// since the Unix epoch) anchor its clocks.
     ///
     /// # Panics
-    /// If `config.relay` is invalid; use [`Node::try_new`] to get the error instead.
+    /// If `config.relay` or `config.auto_relay` is invalid; use [`Node::try_new`] to get
+    /// the error instead.
     pub fn new(
         config: Config,
         keypair: Keypair,
@@ -304,17 +369,17 @@ impl Node {
         now: Instant,
         unix_now: u64,
     ) -> Self {
-        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid relay config")
+        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid node config")
     }
 
-    /// Creates a node, or says why its relay configuration is invalid.
+    /// Creates a node, or says why its relay or AutoRelay configuration is invalid.
     pub fn try_new(
         config: Config,
         keypair: Keypair,
         rng_seed: [u8; 32],
         now: Instant,
         unix_now: u64,
-    ) -> Result<Self, RelayConfigError> {
+    ) -> Result<Self, NodeConfigError> {
         let mut protocols = Protocols::default();
         protocols.insert(identify::PROTOCOL);
         protocols.insert(identify::PUSH_PROTOCOL);
@@ -329,12 +394,25 @@ impl Node {
         if config.client.enabled {
             protocols.insert(crate::circuit::STOP_PROTOCOL);
         }
+        if config.hole_punch.enabled && config.hole_punch.exchange_enabled() {
+            protocols.insert(crate::dcutr::PROTOCOL);
+        }
+        let mut rng = Rng::from_seed(rng_seed);
+        let auto_relay = match &config.auto_relay {
+            Some(c) => Some(Box::new(autorelay::Attached::new(
+                c.clone(),
+                &mut rng,
+                now,
+            )?)),
+            None => None,
+        };
         Ok(Node {
             shared: Shared {
                 peer_id: keypair.public().to_peer_id(),
                 keypair,
+                auto_relay_facts: auto_relay.as_ref().map(|_| VecDeque::new()),
                 config,
-                rng: Rng::from_seed(rng_seed),
+                rng,
                 protocols,
                 offload_crypto: false,
                 listen_addrs: Vec::new(),
@@ -347,6 +425,8 @@ impl Node {
             deadlines: Default::default(),
             relay,
             client: client::Client::default(),
+            punch: punch::Punches::default(),
+            auto_relay,
             next_conn: 0,
             start: now,
             unix_start: unix_now,
@@ -499,6 +579,7 @@ impl Node {
         self.expire_deadlines(now);
         self.relay_timeout(now);
         self.client_timeout(now);
+        self.punch_timeout(now);
         self.run(now);
     }
 
@@ -524,15 +605,25 @@ impl Node {
         local_addr: SocketAddr,
         remote_addr: SocketAddr,
     ) -> Result<ConnectionId, DialError> {
-        let id = self.new_connection(
+        let remote = addr::tcp_multiaddr(remote_addr);
+        // A connection from a peer we are hole punching with takes the role DCUtR gave.
+        let punch = self.punch_inbound(now, &remote);
+        let (upgrade, expected) = punch
+            .as_ref()
+            .map_or((Endpoint::Listener, None), |p| (p.upgrade, Some(p.peer)));
+        let id = self.new_connection_as(
             now,
             Endpoint::Listener,
-            addr::tcp_multiaddr(remote_addr),
-            None,
+            upgrade,
+            remote,
+            expected,
             Transport::Tcp { connected: true },
         )?;
         self.conns.get_mut(&id).expect("just inserted").local_addr =
             Some(addr::tcp_multiaddr(local_addr));
+        if let Some(punch) = punch {
+            self.punch_accepted(id, punch);
+        }
         self.mark(id);
         self.run(now);
         Ok(id)
@@ -679,7 +770,12 @@ impl Node {
         let relay = self.relay.as_ref().and_then(|r| r.poll_timeout());
         let client = self.client.poll_timeout();
         let deadline = self.deadlines.first().map(|(at, _)| *at);
-        [conns, relay, client, deadline].into_iter().flatten().min()
+        let punch = self.punch.poll_timeout();
+        let auto_relay = self.auto_relay.as_ref().and_then(|a| a.poll_timeout());
+        [conns, relay, client, deadline, punch, auto_relay]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- internals -----
@@ -693,11 +789,38 @@ impl Node {
             peer,
             Transport::Tcp { connected: false },
         )?;
+        let from = if self.shared.config.port_reuse {
+            self.listen_port_for(socket)
+                .map_or(DialFrom::Ephemeral, DialFrom::ListenPort)
+        } else {
+            DialFrom::Ephemeral
+        };
         self.shared.outputs.push_back(Output::Dial {
             conn: id,
             addr: socket,
+            from,
         });
         Ok(id)
+    }
+
+    /// The listen address a dial to `target` can go out from: one of the same address
+    /// family, unspecified or on the same side of loopback as `target`, and not `target`
+    /// itself.
+    fn listen_port_for(&self, target: SocketAddr) -> Option<SocketAddr> {
+        let listening: SmallVec<[SocketAddr; 4]> = self
+            .shared
+            .listen_addrs
+            .iter()
+            .filter_map(|a| addr::parse_tcp(a).ok().map(|(s, _)| s))
+            .collect();
+        if listening.contains(&target) {
+            return None;
+        }
+        listening.into_iter().find(|l| {
+            l.port() != 0
+                && l.is_ipv4() == target.is_ipv4()
+                && (l.ip().is_unspecified() || l.ip().is_loopback() == target.ip().is_loopback())
+        })
     }
 
     fn new_connection(
@@ -708,14 +831,29 @@ impl Node {
         expected: Option<PeerId>,
         transport: Transport,
     ) -> Result<ConnectionId, DialError> {
+        self.new_connection_as(now, endpoint, endpoint, remote_addr, expected, transport)
+    }
+
+    /// A new connection on `endpoint`'s side of the transport that takes the `upgrade`
+    /// side of security and muxer negotiation.
+    fn new_connection_as(
+        &mut self,
+        now: Instant,
+        endpoint: Endpoint,
+        upgrade: Endpoint,
+        remote_addr: Multiaddr,
+        expected: Option<PeerId>,
+        transport: Transport,
+    ) -> Result<ConnectionId, DialError> {
         if self.conns.len() >= self.shared.config.max_connections {
             return Err(DialError::ConnectionLimit);
         }
         let id = ConnectionId(self.next_conn);
         self.next_conn += 1;
         let shared = &mut self.shared;
-        let mut conn = Connection::new(
+        let mut conn = Connection::with_upgrade_role(
             endpoint,
+            upgrade,
             &shared.keypair,
             expected,
             &mut shared.rng,
@@ -768,11 +906,13 @@ impl Node {
         }
     }
 
-    /// Processes queued connections until none has work left.
+    /// Processes queued connections until none has work left, then lets AutoRelay act
+    /// on what happened.
     fn run(&mut self, now: Instant) {
         while let Some(id) = self.dirty.pop_front() {
             self.pump(now, id);
         }
+        self.auto_relay_pass(now);
     }
 
     /// Processes a connection's events, sends its bytes, and retires it when closed.
@@ -828,6 +968,11 @@ impl Node {
             self.stream_gone(now, StreamRef { conn: id, stream }, role);
         }
         self.client_conn_retired(now, id, error.to_string());
+        let why = c
+            .dial_error
+            .as_ref()
+            .map_or_else(|| error.to_string(), |e| e.to_string());
+        self.punch_retired(now, id, c.peer, c.transport.is_relayed(), &why);
         let event = match (c.peer, c.endpoint) {
             (Some(peer), _) => {
                 if let Some(list) = self.peers.get_mut(&peer) {
@@ -893,6 +1038,7 @@ impl Node {
             );
         }
         self.client_connection_established(now, id, peer);
+        self.punch_established(now, id, peer, relayed);
     }
 }
 

@@ -105,14 +105,14 @@ fn a_stalled_receiver_costs_the_relay_at_most_the_buffer() {
     // The window grows to its cap while the listener reads; then the listener sticks.
     push(&mut net, stream, 3 * SECS);
     assert_eq!(window(&net), 300 * 1024);
-    net.freeze(1);
+    net.stall(1);
     push(&mut net, stream, 5 * SECS);
     let (_, held, _) = relay_side(&net);
     assert!(held > 0, "the relay holds bytes for the stuck listener");
     assert!(held <= 300 * 1024, "held {held}");
     assert_eq!(closed(&net), None, "max_buffer_time 0: no limit");
     // Once the listener runs again, everything arrives.
-    net.thaw(1);
+    net.resume(1);
     net.run_for(SECS);
     assert_eq!(relay_side(&net).1, 0);
 }
@@ -121,7 +121,7 @@ fn a_stalled_receiver_costs_the_relay_at_most_the_buffer() {
 fn max_buffer_time_resets_a_circuit_whose_receiver_takes_nothing() {
     let limit = 10 * SECS;
     let (mut net, stream) = circuit(|r| r.max_buffer_time = limit);
-    net.freeze(1);
+    net.stall(1);
     push(&mut net, stream, 2 * SECS);
     let (_, held, since) = relay_side(&net);
     assert!(held > 0);
@@ -160,16 +160,16 @@ fn a_slow_receiver_that_keeps_taking_bytes_is_not_cut_off() {
             push(net, s, time / 4);
         }
     };
-    net.freeze(1);
+    net.stall(1);
     fill(&mut net, 2 * SECS);
     assert!(relay_side(&net).1 > 0);
     // Every 8 s (under the limit) the listener runs for a moment and takes what waits;
     // the dialer fills the buffer again. Each time the clock starts over.
     for _ in 0..4 {
         net.run_for(8 * SECS);
-        net.thaw(1);
+        net.resume(1);
         net.run_for(Duration::from_millis(30));
-        net.freeze(1);
+        net.stall(1);
         fill(&mut net, SECS);
     }
     assert_eq!(closed(&net), None, "a receiver making progress is kept");
