@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use relay_proto::identity::Keypair;
 use relay_proto::node::Config;
+use relay_runtime::socket::{BoxReader, BoxWriter, downcast_socket, lock_split};
 use relay_runtime::{Accepted, BoxFuture, BoxSocket, Listener, Runtime};
 
 pub use relay_runtime::{Error, Handle as Node, Stream};
@@ -93,6 +94,14 @@ impl Runtime for AsyncIo {
         Ok(Box::new(AsyncIoListener(async_net::TcpListener::try_from(
             std,
         )?)))
+    }
+
+    fn split(&self, socket: BoxSocket) -> (BoxReader, BoxWriter) {
+        // A cloned stream reads and writes the same socket without a lock between them.
+        match downcast_socket::<async_net::TcpStream>(socket) {
+            Ok(socket) => (Box::new(socket.as_ref().clone()), socket),
+            Err(other) => lock_split(other),
+        }
     }
 }
 

@@ -244,7 +244,8 @@ impl FileConfig {
     ///
     /// `unlimited` is applied first and lifts every limit of the relay service: data and
     /// duration of circuits, circuit counts (total and per peer), reservation counts
-    /// (total, per peer, per IP, per ASN), request rate limits and abuse bans. The access
+    /// (total, per peer, per IP, per ASN), the buffer per circuit direction, request
+    /// rate limits and abuse bans. The access
     /// control lists stay. Explicit limit flags are applied after it, so
     /// `--unlimited --max-circuits 10` limits circuits only. Call
     /// [`validate`](Self::validate) (or a conversion, which validates) afterwards.
@@ -273,6 +274,8 @@ impl FileConfig {
             rate.circuits_per_peer = RateSection::OFF;
             rate.circuits_per_ip = RateSection::OFF;
             service.abuse.ban = GoDuration::ZERO;
+            // The relay's buffer per circuit direction grows as yamux allows.
+            service.buffer_size = usize::MAX;
         }
         if let Some(n) = overrides.max_reservations {
             service.max_reservations = n;

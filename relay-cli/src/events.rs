@@ -133,6 +133,8 @@ pub(crate) fn to_json(event: &Event) -> Option<Value> {
                     CircuitEnd::Limit(LimitKind::Duration) => "duration limit",
                     CircuitEnd::Limit(LimitKind::Data(Direction::SrcToDst)) => "data limit (src to dst)",
                     CircuitEnd::Limit(LimitKind::Data(Direction::DstToSrc)) => "data limit (dst to src)",
+                    CircuitEnd::BufferTimeout(Direction::SrcToDst) => "buffer timeout (src to dst)",
+                    CircuitEnd::BufferTimeout(Direction::DstToSrc) => "buffer timeout (dst to src)",
                 },
             })
         }

@@ -164,6 +164,7 @@ fn record(metrics: &Metrics, event: &Event) {
                 CircuitEnd::Closed => CircuitCloseReason::Normal,
                 CircuitEnd::Reset => CircuitCloseReason::Reset,
                 CircuitEnd::Limit(kind) => (*kind).into(),
+                CircuitEnd::BufferTimeout(_) => CircuitCloseReason::Error,
             };
             metrics.circuit_closed(reason, *bytes_src_to_dst, *bytes_dst_to_src, *duration);
         }

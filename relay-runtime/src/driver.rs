@@ -8,29 +8,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{Fuse, FutureExt};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{SinkExt, StreamExt};
-use relay_proto::conn::recycle::Recycler;
+use relay_proto::conn::offload::TransportCiphers;
 use relay_proto::identity::PeerId;
 use relay_proto::node::addr::tcp_multiaddr;
 use relay_proto::node::{Event, Input, Node, Output};
 use relay_proto::{ConnectionId, StreamRef};
 
+use crate::offload::{self, Handoff, InFlight, Outgoing, Read};
+use crate::socket::{BoxReader, BoxWriter};
 use crate::stream::{SharedState, StreamCommand, StreamState, WRITE_BUFFER};
 use crate::{BoxFuture, BoxSocket, Command, Error, Listener, Runtime, Shared, Stream};
 
-/// Most bytes read from a socket in one go.
-const READ_CHUNK: usize = 64 * 1024;
-/// While bulk data arrives, reads go into blocks of this size, each cut into the
-/// chunks read and reused once the node has handled them.
-const READ_BLOCK: usize = 4 * READ_CHUNK;
-/// A quiet socket reads into blocks of this size, so an idle connection holds little.
-const QUIET_READ_BLOCK: usize = 16 * 1024;
-/// Reads of at least this many bytes count as bulk data.
-const BULK_READ: usize = 16 * 1024;
 /// Most queued chunks written with one vectored write.
 const WRITE_BATCH: usize = 64;
 /// Once this many bytes wait for a socket's writer, application writes on its
@@ -78,6 +71,11 @@ enum SocketEvent {
         conn: ConnectionId,
         bytes: Bytes,
     },
+    /// Frames the reader decrypted with the connection's receive cipher.
+    Decrypted {
+        conn: ConnectionId,
+        frames: Vec<Bytes>,
+    },
     Eof {
         conn: ConnectionId,
     },
@@ -87,10 +85,14 @@ enum SocketEvent {
     },
 }
 
-/// The writing side of a socket, as the driver sees it.
+/// A socket, as the driver sees it.
 struct Writer {
-    queue: mpsc::UnboundedSender<Bytes>,
+    queue: mpsc::UnboundedSender<Outgoing>,
     backlog: Arc<Backlog>,
+    /// Where the receive cipher goes to the reader.
+    handoff: Arc<Handoff>,
+    /// Ciphertext bytes read from the socket and handled here.
+    delivered: u64,
 }
 
 /// What waits for a socket's writer task.
@@ -163,6 +165,9 @@ pub(crate) fn start<R: Runtime>(
 ) -> io::Result<()> {
     let (sockets, sockets_rx) = mpsc::channel(SOCKET_EVENTS);
     let now = Instant::now();
+    // Each socket's reader and writer task decrypt and encrypt its bytes, so the cipher
+    // work spreads over the runtime's threads.
+    node.enable_crypto_offload();
     for listener in listeners {
         let local = listener.local_addr()?;
         node.add_listen_addr(now, tcp_multiaddr(local));
@@ -218,76 +223,66 @@ async fn accept_loop(mut listener: Box<dyn Listener>, mut sockets: mpsc::Sender<
 
 async fn read_loop(
     conn: ConnectionId,
-    mut reader: futures::io::ReadHalf<BoxSocket>,
+    mut reader: BoxReader,
     mut sockets: mpsc::Sender<SocketEvent>,
     stop: oneshot::Receiver<()>,
+    handoff: Arc<Handoff>,
 ) {
     let mut stop = stop.fuse();
-    let mut buf = BytesMut::new();
-    let mut blocks = Recycler::default();
-    let mut block = QUIET_READ_BLOCK;
+    let mut state = offload::Reader::default();
     loop {
-        if buf.len() < BULK_READ {
-            refill(&mut buf, &mut blocks, block);
-        }
-        let len = buf.len().min(READ_CHUNK);
+        let room = state.room();
         let n = futures::select_biased! {
             _ = stop => return,
-            r = reader.read(&mut buf[..len]).fuse() => r.unwrap_or(0),
+            r = reader.read(room).fuse() => r.unwrap_or(0),
         };
         let event = if n == 0 {
             SocketEvent::Eof { conn }
         } else {
-            SocketEvent::Data {
-                conn,
-                bytes: buf.split_to(n).freeze(),
+            match state.commit(n, &handoff) {
+                Ok(Read::Ciphertext(bytes)) => SocketEvent::Data { conn, bytes },
+                Ok(Read::Plaintext(frames)) if frames.is_empty() => continue,
+                Ok(Read::Plaintext(frames)) => SocketEvent::Decrypted { conn, frames },
+                Err(error) => {
+                    tracing::debug!(%conn, %error, "reading the socket failed");
+                    SocketEvent::Eof { conn }
+                }
             }
         };
-        if n >= BULK_READ {
-            block = READ_BLOCK;
-        } else if block == READ_BLOCK {
-            // Quiet again: the bulk blocks go once their chunks are handled.
-            block = QUIET_READ_BLOCK;
-            blocks.clear();
-            buf = BytesMut::new();
-        }
-        if sockets.send(event).await.is_err() || n == 0 {
+        let eof = matches!(event, SocketEvent::Eof { .. });
+        if sockets.send(event).await.is_err() || eof {
             return;
         }
     }
 }
 
-/// Gives `buf` a block of `block` bytes to read into.
-///
-/// The node is done with a chunk once it has handled it, so by the time a block is
-/// used up the chunks cut from it are usually gone and the block is reused rather than
-/// allocated anew. Safe code can only read into initialized memory: the block is
-/// zeroed, which costs about what copying each read out of a fixed buffer did.
-fn refill(buf: &mut BytesMut, blocks: &mut Recycler, block: usize) {
-    buf.clear();
-    blocks.reserve(buf, block, block);
-    buf.resize(block, 0);
-}
-
 async fn write_loop(
     conn: ConnectionId,
-    mut writer: futures::io::WriteHalf<BoxSocket>,
-    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    mut writer: BoxWriter,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
     backlog: Arc<Backlog>,
     mut sockets: mpsc::Sender<SocketEvent>,
     stop_reader: oneshot::Sender<()>,
 ) {
     let mut batch = VecDeque::new();
-    while let Some(data) = queue.next().await {
-        batch.push_back(data);
+    let mut crypto = offload::Writer::default();
+    while let Some(item) = queue.next().await {
+        let mut len = item.len();
+        let mut pushed = crypto.push(item, &mut batch);
         // What else is queued already goes out with it, in one system call.
-        while batch.len() < WRITE_BATCH {
+        while pushed.is_ok() && batch.len() < WRITE_BATCH {
             match queue.try_recv() {
-                Ok(data) => batch.push_back(data),
+                Ok(item) => {
+                    len += item.len();
+                    pushed = crypto.push(item, &mut batch);
+                }
                 Err(_) => break,
             }
         }
-        let len = batch.iter().map(Bytes::len).sum();
+        if let Err(error) = pushed {
+            tracing::debug!(%conn, %error, "cannot write to the socket");
+            break;
+        }
         if write_batch(&mut writer, &mut batch).await.is_err() {
             break;
         }
@@ -300,10 +295,7 @@ async fn write_loop(
 }
 
 /// Writes every chunk of `batch`, in order, with vectored writes.
-async fn write_batch(
-    writer: &mut futures::io::WriteHalf<BoxSocket>,
-    batch: &mut VecDeque<Bytes>,
-) -> io::Result<()> {
+async fn write_batch(writer: &mut BoxWriter, batch: &mut VecDeque<Bytes>) -> io::Result<()> {
     while !batch.is_empty() {
         let mut slices = [io::IoSlice::new(&[]); WRITE_BATCH];
         let count = batch.len().min(WRITE_BATCH);
@@ -587,13 +579,28 @@ impl<R: Runtime> Driver<R> {
                 );
             }
             SocketEvent::Data { conn, bytes } => {
-                self.node.handle_input(
-                    now,
-                    Input::Received {
+                let in_flight = match self.writers.get_mut(&conn) {
+                    Some(writer) => {
+                        writer.delivered += bytes.len() as u64;
+                        writer.handoff.in_flight(&bytes)
+                    }
+                    None => InFlight::ToNode,
+                };
+                let input = match in_flight {
+                    InFlight::ToNode => Input::Received {
                         conn,
                         bytes: &bytes,
                     },
-                );
+                    InFlight::Decrypted(bytes) => Input::Decrypted { conn, bytes },
+                    InFlight::Failed => Input::Closed { conn },
+                };
+                self.node.handle_input(now, input);
+            }
+            SocketEvent::Decrypted { conn, frames } => {
+                for bytes in frames {
+                    self.node
+                        .handle_input(now, Input::Decrypted { conn, bytes });
+                }
             }
             SocketEvent::Eof { conn } => self.node.handle_input(now, Input::Closed { conn }),
             SocketEvent::Drained { conn } => {
@@ -611,15 +618,18 @@ impl<R: Runtime> Driver<R> {
     }
 
     fn attach(&mut self, conn: ConnectionId, socket: BoxSocket) {
-        let (reader, writer) = socket.split();
+        let (reader, writer) = self.runtime.split(socket);
         let (queue, queue_rx) = mpsc::unbounded();
         let (stop, stop_rx) = oneshot::channel();
         let backlog = Arc::new(Backlog::default());
+        let handoff = Arc::new(Handoff::default());
         self.writers.insert(
             conn,
             Writer {
                 queue,
                 backlog: backlog.clone(),
+                handoff: handoff.clone(),
+                delivered: 0,
             },
         );
         self.runtime.spawn(Box::pin(read_loop(
@@ -627,6 +637,7 @@ impl<R: Runtime> Driver<R> {
             reader,
             self.sockets.clone(),
             stop_rx,
+            handoff,
         )));
         self.runtime.spawn(Box::pin(write_loop(
             conn,
@@ -641,10 +652,15 @@ impl<R: Runtime> Driver<R> {
     fn drain(&mut self) {
         while let Some(output) = self.node.poll_output() {
             match output {
-                Output::Transmit { conn, data } => {
+                Output::Transmit { conn, data } => self.write(conn, Outgoing::Ciphertext(data)),
+                Output::TransmitPlain { conn, data } => self.write(conn, Outgoing::Plaintext(data)),
+                Output::Offload { conn, ciphers } => {
                     if let Some(writer) = self.writers.get(&conn) {
-                        writer.backlog.bytes.fetch_add(data.len(), Ordering::SeqCst);
-                        let _ = writer.queue.unbounded_send(data);
+                        let TransportCiphers { send, recv } = *ciphers;
+                        writer.handoff.offer(recv, writer.delivered);
+                        let _ = writer
+                            .queue
+                            .unbounded_send(Outgoing::Cipher(Box::new(send)));
                     }
                 }
                 Output::Dial { conn, addr, from } => {
@@ -678,6 +694,14 @@ impl<R: Runtime> Driver<R> {
                 }
                 Output::Event(event) => self.on_event(event),
             }
+        }
+    }
+
+    /// Queues bytes for a socket's writer.
+    fn write(&self, conn: ConnectionId, item: Outgoing) {
+        if let Some(writer) = self.writers.get(&conn) {
+            writer.backlog.bytes.fetch_add(item.len(), Ordering::SeqCst);
+            let _ = writer.queue.unbounded_send(item);
         }
     }
 

@@ -13,8 +13,10 @@
 
 mod autorelay;
 mod driver;
+mod offload;
 pub mod perf;
 pub mod reuse;
+pub mod socket;
 mod stream;
 
 use std::future::Future;
@@ -42,8 +44,22 @@ pub use futures::stream as futures_stream;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A connected TCP socket as a runtime provides it.
-pub trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
+pub trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The socket as `Any`, so a runtime can recognise its own socket type
+    /// ([`socket::downcast_socket`]).
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// The boxed socket as `Any`.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        socket::as_any(self)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 /// A boxed socket.
 pub type BoxSocket = Box<dyn Socket>;
@@ -80,6 +96,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Binds a TCP listener with `SO_REUSEADDR` and `SO_REUSEPORT`
     /// ([`reuse::listener`]), so that dials can go out from its port.
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>>;
+    /// Splits a socket into halves a reader and a writer task use at once. The default
+    /// shares the socket behind a lock ([`socket::lock_split`]); a runtime whose sockets
+    /// split without one says so here.
+    fn split(&self, socket: BoxSocket) -> (socket::BoxReader, socket::BoxWriter) {
+        socket::lock_split(socket)
+    }
 }
 
 /// Why an operation of a [`Handle`] failed.

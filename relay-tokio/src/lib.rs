@@ -20,11 +20,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util_compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+mod socket;
+
+use futures_util_compat::{Compat, FuturesAsyncReadCompatExt};
 use relay_proto::Multiaddr;
 use relay_proto::identity::{Keypair, PeerId};
 use relay_proto::node::{Config, Event};
+use relay_runtime::socket::{BoxReader, BoxWriter, downcast_socket, lock_split};
 use relay_runtime::{Accepted, BoxFuture, BoxSocket, Listener, Runtime};
+use socket::TokioSocket;
 use tokio_util::compat as futures_util_compat;
 
 pub use relay_runtime::Error;
@@ -55,7 +59,7 @@ impl Runtime for Tokio {
             let socket = tokio::net::TcpStream::connect(addr).await?;
             socket.set_nodelay(true)?;
             let local = socket.local_addr()?;
-            Ok((Box::new(socket.compat()) as BoxSocket, local))
+            Ok((Box::new(TokioSocket(socket)) as BoxSocket, local))
         })
     }
 
@@ -73,7 +77,7 @@ impl Runtime for Tokio {
             };
             let socket = socket.connect(addr).await?;
             let local = socket.local_addr()?;
-            Ok((Box::new(socket.compat()) as BoxSocket, local))
+            Ok((Box::new(TokioSocket(socket)) as BoxSocket, local))
         })
     }
 
@@ -83,6 +87,16 @@ impl Runtime for Tokio {
         Ok(Box::new(TokioListener(tokio::net::TcpListener::from_std(
             std,
         )?)))
+    }
+
+    fn split(&self, socket: BoxSocket) -> (BoxReader, BoxWriter) {
+        match downcast_socket::<TokioSocket>(socket) {
+            Ok(socket) => {
+                let (reader, writer) = socket.into_halves();
+                (Box::new(reader), Box::new(writer))
+            }
+            Err(other) => lock_split(other),
+        }
     }
 }
 
@@ -98,7 +112,7 @@ impl Listener for TokioListener {
             let (socket, remote) = self.0.accept().await?;
             socket.set_nodelay(true)?;
             let local = socket.local_addr()?;
-            Ok((Box::new(socket.compat()) as BoxSocket, local, remote))
+            Ok((Box::new(TokioSocket(socket)) as BoxSocket, local, remote))
         })
     }
 }

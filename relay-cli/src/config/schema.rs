@@ -105,9 +105,11 @@ pub(crate) struct ServiceSection {
     pub(crate) max_reservations_per_ip: u32,
     /// Most live reservations from one autonomous system (32); needs `asn_table`.
     pub(crate) max_reservations_per_asn: u32,
-    /// Bytes buffered per direction of a circuit (2048); at least 1.
+    /// Most bytes held per direction of a circuit for a receiver that does not keep up
+    /// (2048; yamux makes it at least 256 KiB); at least 1.
     pub(crate) buffer_size: usize,
-    /// Longest time relayed data may wait in a buffer (10s); `0`: no limit.
+    /// Longest time relayed data may wait without the receiver taking any (10s); `0`: no
+    /// limit.
     pub(crate) max_buffer_time: GoDuration,
     /// Life of a new or refreshed reservation (1h); not zero.
     pub(crate) reservation_ttl: GoDuration,

@@ -679,6 +679,7 @@ fn unlimited_lifts_limits_and_explicit_flags_still_apply() {
     assert!(relay.rate.circuits_per_ip.is_off());
     assert!(relay.rate.reservations_per_peer.is_off());
     assert_eq!(relay.abuse.ban, Duration::ZERO);
+    assert_eq!(relay.buffer_size, usize::MAX);
     assert_eq!(relay.reservation_ttl, Duration::from_secs(3600));
 }
 

@@ -12,6 +12,7 @@ use crate::map::Map as HashMap;
 use bytes::{Bytes, BytesMut};
 
 use super::noise::{self, HandshakeProgress, NoiseError};
+use super::offload::{Offload, TransportCiphers};
 use super::recycle::Recycler;
 use super::yamux::{self, StreamId, YamuxError};
 use crate::identity::{Keypair, PeerId, PublicKey};
@@ -257,7 +258,8 @@ enum State {
 
 struct Open {
     peer: PeerId,
-    noise: noise::Session,
+    /// `None` once the ciphers are handed out ([`Connection::offload_crypto`]).
+    noise: Option<noise::Session>,
     yamux: yamux::Session,
     streams: HashMap<StreamId, Phase>,
 }
@@ -284,8 +286,14 @@ pub struct Connection {
     transmit: BytesMut,
     /// Used-up blocks of `transmit`, reused once the socket has written them.
     transmit_blocks: Recycler,
-    /// Decrypted input, reused from one read to the next.
+    /// Decrypted input; the muxer hands out slices of it.
     plaintext: BytesMut,
+    /// Used-up blocks of `plaintext`, reused once the slices cut from them are gone.
+    plaintext_blocks: Recycler,
+    /// Whether the runtime took the ciphers.
+    offload: Offload,
+    /// Plaintext for the runtime's send cipher, once offloaded.
+    plain: BytesMut,
     scratch: Vec<u8>,
     events: VecDeque<ConnectionEvent>,
     yamux_config: yamux::Config,
@@ -361,6 +369,9 @@ impl Connection {
             transmit: BytesMut::new(),
             transmit_blocks: Recycler::default(),
             plaintext: BytesMut::new(),
+            plaintext_blocks: Recycler::default(),
+            offload: Offload::Off,
+            plain: BytesMut::new(),
             scratch: Vec::new(),
             events: VecDeque::new(),
             yamux_config: config.yamux.clone(),
@@ -501,16 +512,96 @@ impl Connection {
         }
     }
 
+    /// Keeps the receive window of `stream` from growing beyond `max` bytes (the
+    /// protocol's 256 KiB at least): the most the peer may have in flight to us on it.
+    pub fn limit_receive_window(&mut self, stream: StreamId, max: usize) {
+        if let State::Open(open) = &mut self.state {
+            open.yamux.limit_receive_window(stream, max);
+        }
+    }
+
+    /// The current receive window of `stream`, if open.
+    pub fn receive_window(&self, stream: StreamId) -> Option<usize> {
+        match &self.state {
+            State::Open(open) => open.yamux.receive_window(stream),
+            _ => None,
+        }
+    }
+
     /// Closes the connection: sends a Yamux GoAway if open and ends.
     pub fn close(&mut self) {
         if let State::Open(open) = &mut self.state {
             open.yamux.go_away(0);
-            let _ = Self::flush_open(open, &mut self.transmit, &mut self.transmit_blocks);
+            let _ = Self::flush_open(
+                open,
+                &mut self.transmit,
+                &mut self.transmit_blocks,
+                &mut self.plain,
+            );
         }
         if !self.is_closed() {
             self.state = State::Closed;
             self.events
                 .push_back(ConnectionEvent::Closed(ConnectionError::ClosedLocally));
+        }
+    }
+
+    // ----- crypto offload (see `super::offload`) -----
+
+    /// Asks for the transport ciphers, so that the runtime encrypts and decrypts this
+    /// connection's bytes itself: [`Connection::poll_offload`] hands them out once the
+    /// connection is open. See [`super::offload`] for the whole hand-over.
+    pub fn offload_crypto(&mut self) {
+        let session = match &mut self.state {
+            State::Open(open) => Some(&mut open.noise),
+            _ => None,
+        };
+        self.offload.request(session);
+    }
+
+    /// Whether the runtime has the ciphers: input and output are plaintext.
+    pub fn is_offloaded(&self) -> bool {
+        self.offload.is_done()
+    }
+
+    /// The transport ciphers, once, after [`Connection::offload_crypto`]: when the
+    /// connection is open and [`Connection::poll_transmit`] has no ciphertext left.
+    pub fn poll_offload(&mut self) -> Option<TransportCiphers> {
+        if !self.transmit.is_empty() {
+            return None;
+        }
+        self.offload.take()
+    }
+
+    /// Plaintext to encrypt with the handed-out send cipher and send, in order.
+    pub fn poll_transmit_plain(&mut self) -> Option<BytesMut> {
+        if !self.offload.is_done() {
+            return None;
+        }
+        if let State::Open(open) = &mut self.state {
+            open.yamux.poll_transmit(&mut self.plain);
+        }
+        if self.plain.is_empty() {
+            return None;
+        }
+        Some(self.plain.split())
+    }
+
+    /// Feeds plaintext the runtime decrypted with the handed-out receive cipher.
+    pub fn handle_plaintext(&mut self, now: Instant, input: &Bytes, protocols: &Protocols) {
+        let result = match &mut self.state {
+            State::Open(open) if self.offload.is_done() => open
+                .yamux
+                .handle_bytes(now, input)
+                .map_err(ConnectionError::from),
+            State::Closed => return,
+            _ => Err(ConnectionError::Noise(
+                "plaintext given before the ciphers were handed out".into(),
+            )),
+        };
+        match result {
+            Ok(()) => self.drain_yamux(now, protocols),
+            Err(e) => self.fail(e),
         }
     }
 
@@ -524,7 +615,12 @@ impl Connection {
     /// All bytes to send to the transport now, if any.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         if let State::Open(open) = &mut self.state
-            && let Err(e) = Self::flush_open(open, &mut self.transmit, &mut self.transmit_blocks)
+            && let Err(e) = Self::flush_open(
+                open,
+                &mut self.transmit,
+                &mut self.transmit_blocks,
+                &mut self.plain,
+            )
         {
             self.fail(e);
         }
@@ -573,7 +669,12 @@ impl Connection {
         tracing::debug!(endpoint = ?self.endpoint, %error, "connection failed");
         if let State::Open(open) = &mut self.state {
             // A GoAway queued by the muxer for a protocol error still goes out.
-            let _ = Self::flush_open(open, &mut self.transmit, &mut self.transmit_blocks);
+            let _ = Self::flush_open(
+                open,
+                &mut self.transmit,
+                &mut self.transmit_blocks,
+                &mut self.plain,
+            );
         }
         self.state = State::Closed;
         self.upgrade_deadline = None;
@@ -679,13 +780,15 @@ impl Connection {
                         peer,
                         public_key: Box::new(key),
                     });
-                    yamux.handle_input(now, &rest)?;
-                    self.state = State::Open(Box::new(Open {
+                    yamux.handle_bytes(now, &rest)?;
+                    let mut open = Box::new(Open {
                         peer,
-                        noise: *noise,
+                        noise: Some(*noise),
                         yamux,
                         streams: HashMap::default(),
-                    }));
+                    });
+                    self.offload.on_open(&mut open.noise);
+                    self.state = State::Open(open);
                     self.drain_yamux(now, protocols);
                     return Ok(());
                 }
@@ -704,9 +807,25 @@ impl Connection {
         let State::Open(open) = &mut self.state else {
             return Ok(());
         };
+        let Some(noise) = &mut open.noise else {
+            return Err(ConnectionError::Noise(
+                "ciphertext given after the ciphers were handed out".into(),
+            ));
+        };
         self.plaintext.clear();
-        open.noise.decrypt(input, &mut self.plaintext)?;
-        open.yamux.handle_input(now, &self.plaintext)?;
+        if input.len() >= BULK {
+            self.plaintext_blocks
+                .reserve(&mut self.plaintext, input.len(), TRANSMIT_BUFFER);
+        }
+        noise.decrypt(input, &mut self.plaintext)?;
+        // The muxer hands out slices of the plaintext rather than copies.
+        let plaintext = self.plaintext.split().freeze();
+        if input.len() < BULK {
+            // Light traffic: hold no bulk block for an idle connection.
+            self.plaintext = BytesMut::new();
+            self.plaintext_blocks.clear();
+        }
+        open.yamux.handle_bytes(now, &plaintext)?;
         self.drain_yamux(now, protocols);
         Ok(())
     }
@@ -857,7 +976,13 @@ impl Connection {
         open: &mut Open,
         transmit: &mut BytesMut,
         blocks: &mut Recycler,
+        plain: &mut BytesMut,
     ) -> Result<(), ConnectionError> {
+        let Some(noise) = &mut open.noise else {
+            // Offloaded: the runtime encrypts ([`Connection::poll_transmit_plain`]).
+            open.yamux.poll_transmit(plain);
+            return Ok(());
+        };
         let mut plaintext = BytesMut::new();
         if !open.yamux.poll_transmit(&mut plaintext) {
             return Ok(());
@@ -867,7 +992,7 @@ impl Connection {
         if needed >= BULK {
             blocks.reserve(transmit, needed, TRANSMIT_BUFFER);
         }
-        open.noise.encrypt(&plaintext, transmit)?;
+        noise.encrypt(&plaintext, transmit)?;
         Ok(())
     }
 }

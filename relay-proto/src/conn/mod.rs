@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod noise;
+pub mod offload;
 pub mod recycle;
 pub mod yamux;
 

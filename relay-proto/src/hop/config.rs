@@ -52,11 +52,17 @@ pub struct RelayConfig {
     ///
     /// [`AsnTable`]: super::asn::AsnTable
     pub max_reservations_per_asn: u32,
-    /// Bytes buffered per direction of a circuit by the splicing layer
-    /// (seed: `buffer_size`, 2048). Not used by the policy itself.
+    /// Most bytes the relay holds for one direction of a circuit whose receiver does
+    /// not keep up (seed: `buffer_size`, 2048): the relay's receive window on the
+    /// sender's stream stops growing here, and the sender waits for credit. Yamux grants
+    /// every stream 256 KiB from the start, so that is the least it can be. `0`: the
+    /// connection's own maximum (`yamux::Config::max_stream_window`). Applied by the
+    /// splicing layer, not by the policy.
     pub buffer_size: usize,
-    /// Longest time relayed data may wait in a circuit's buffer for the receiving side
-    /// before the circuit is reset (seed: `max_buffer_time`, 10s). Not used by the policy.
+    /// Longest time relayed bytes may wait at the relay without the receiving side taking
+    /// any of them; then the circuit is reset (seed: `max_buffer_time`, 10s). A receiver
+    /// that keeps taking bytes, however slowly, is not cut off. Applied by the splicing
+    /// layer, not by the policy.
     pub max_buffer_time: Duration,
 
     // --- node.relay.transport ---

@@ -144,6 +144,9 @@ pub(super) struct Splice {
     pub(super) pending: VecDeque<Bytes>,
     /// The remote finished this stream; finish the other end once `pending` is empty.
     pub(super) finished: bool,
+    /// Since when `pending` has waited without a byte of it forwarded (the relay
+    /// service's `max_buffer_time`).
+    pub(super) stalled_since: Option<Instant>,
 }
 
 /// The node's record of one connection.

@@ -24,6 +24,9 @@ pub enum CircuitEnd {
     Reset,
     /// A duration or data limit was reached.
     Limit(LimitKind),
+    /// Bytes of this direction waited at the relay for `max_buffer_time` without the
+    /// receiver taking any of them.
+    BufferTimeout(crate::hop::Direction),
 }
 
 /// What happened, for the application.

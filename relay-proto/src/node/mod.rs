@@ -18,6 +18,7 @@ mod autorelay;
 mod client;
 mod conn;
 mod events;
+mod offload;
 mod punch;
 mod relay;
 mod streams;
@@ -28,7 +29,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use multiaddr::Multiaddr;
 use smallvec::SmallVec;
 
@@ -182,6 +183,14 @@ pub enum Input<'a> {
         /// The connection.
         conn: ConnectionId,
     },
+    /// Bytes arrived on a connection whose ciphers the runtime holds
+    /// ([`Output::Offload`]), decrypted by it, in order.
+    Decrypted {
+        /// The connection.
+        conn: ConnectionId,
+        /// The plaintext; the node keeps slices of it for a while.
+        bytes: Bytes,
+    },
 }
 
 /// What the node asks of the runtime, or tells the application.
@@ -211,6 +220,23 @@ pub enum Output {
     },
     /// Something the application may want to know.
     Event(Event),
+    /// From now on the runtime encrypts and decrypts this connection
+    /// ([`Node::enable_crypto_offload`]): bytes it reads go through `ciphers.recv` into
+    /// [`Input::Decrypted`], and [`Output::TransmitPlain`] goes through `ciphers.send`.
+    /// Every [`Output::Transmit`] of the connection comes before this.
+    Offload {
+        /// The connection.
+        conn: ConnectionId,
+        /// Both directions of its Noise session.
+        ciphers: Box<crate::conn::offload::TransportCiphers>,
+    },
+    /// Encrypt these bytes with the connection's send cipher and write them, in order.
+    TransmitPlain {
+        /// The connection.
+        conn: ConnectionId,
+        /// The plaintext, which the runtime may encrypt in place.
+        data: BytesMut,
+    },
 }
 
 /// Where the socket of an [`Output::Dial`] is bound before it connects.
@@ -246,6 +272,8 @@ struct Shared {
     peer_id: PeerId,
     rng: Rng,
     protocols: Protocols,
+    /// The runtime takes the ciphers of TCP connections ([`Node::enable_crypto_offload`]).
+    offload_crypto: bool,
     listen_addrs: Vec<Multiaddr>,
     /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
     relayed_addrs: Vec<Multiaddr>,
@@ -386,6 +414,7 @@ impl Node {
                 config,
                 rng,
                 protocols,
+                offload_crypto: false,
                 listen_addrs: Vec::new(),
                 relayed_addrs: Vec::new(),
                 outputs: VecDeque::new(),
@@ -509,6 +538,13 @@ impl Node {
                     return;
                 };
                 c.conn.handle_eof();
+                self.mark(conn);
+            }
+            Input::Decrypted { conn, bytes } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.conn.handle_plaintext(now, &bytes, &self.shared.protocols);
                 self.mark(conn);
             }
         }
@@ -731,7 +767,7 @@ impl Node {
             .values()
             .filter_map(|c| c.poll_timeout(ping))
             .min();
-        let relay = self.relay.as_ref().and_then(|r| r.policy.poll_timeout());
+        let relay = self.relay.as_ref().and_then(|r| r.poll_timeout());
         let client = self.client.poll_timeout();
         let deadline = self.deadlines.first().map(|(at, _)| *at);
         let punch = self.punch.poll_timeout();
@@ -815,7 +851,7 @@ impl Node {
         let id = ConnectionId(self.next_conn);
         self.next_conn += 1;
         let shared = &mut self.shared;
-        let conn = Connection::with_upgrade_role(
+        let mut conn = Connection::with_upgrade_role(
             endpoint,
             upgrade,
             &shared.keypair,
@@ -824,6 +860,9 @@ impl Node {
             &shared.config.connection,
             now,
         );
+        if shared.offload_crypto && matches!(transport, Transport::Tcp { .. }) {
+            conn.offload_crypto();
+        }
         self.conns.insert(
             id,
             Conn::new(
@@ -910,6 +949,7 @@ impl Node {
                 }
             }
         }
+        self.pump_offload(id);
         if let Some(error) = closed {
             self.retire(now, id, error);
         }

@@ -25,6 +25,9 @@ use crate::identity::PeerId;
 use crate::map::Map;
 use crate::wire::proto::{HopMessage, HopType, Peer, Reservation, Status, StopMessage, StopType};
 
+#[path = "relay_buffer.rs"]
+mod buffer;
+
 /// Bytes a client may send after CONNECT before the circuit is up; more resets it.
 const MAX_EARLY_BYTES: usize = 64 * 1024;
 
@@ -34,6 +37,9 @@ pub(super) struct RelayService {
     pub(super) policy: RelayPolicy,
     circuits: Map<CircuitId, Circuit>,
     asks: Map<Ticket, Ask>,
+    /// When each direction holding bytes nobody takes runs out of `max_buffer_time`,
+    /// by the stream the bytes arrived on.
+    stalls: std::collections::BTreeSet<(Instant, StreamRef)>,
 }
 
 #[derive(Debug)]
@@ -60,11 +66,21 @@ enum Ask {
 }
 
 impl RelayService {
+    /// When the service needs [`Node::handle_timeout`] next.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        let stall = self.stalls.first().map(|(at, _)| *at);
+        [self.policy.poll_timeout(), stall]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     pub(super) fn new(config: RelayConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             policy: RelayPolicy::new(config)?,
             circuits: Map::default(),
             asks: Map::default(),
+            stalls: Default::default(),
         })
     }
 }
@@ -527,6 +543,7 @@ impl Node {
                 peer: s,
                 pending: pending(early.clone(), early_allowed),
                 finished: false,
+                stalled_since: None,
             })),
         );
         tracing::info!(%circuit, %src, %dst, "circuit opened");
@@ -538,8 +555,10 @@ impl Node {
             peer: src_stream,
             pending: pending(rest.clone(), rest_allowed),
             finished: false,
+            stalled_since: None,
         }));
         self.put_role(s, role);
+        self.relay_limit_buffers([src_stream, s]);
         self.consume(now, src_stream, early.len() - early_allowed);
         self.consume(now, s, rest.len() - rest_allowed);
         self.relay_flush_splice(now, src_stream);
@@ -635,6 +654,7 @@ impl Node {
             }
         }
         self.consume(now, from, forwarded);
+        let stalled = splice.stalled_since;
         let (finished, drained, peer, circuit, direction) = (
             splice.finished,
             splice.pending.is_empty(),
@@ -643,6 +663,9 @@ impl Node {
             splice.direction,
         );
         self.put_role(from, StreamRole::Splice(splice));
+        if forwarded > 0 || !drained || stalled.is_some() {
+            self.relay_track_buffer(now, from, forwarded);
+        }
         if finished && drained {
             self.finish_stream(peer);
             self.direction_finished(now, circuit, direction);
@@ -708,6 +731,7 @@ impl Node {
         };
         relay.policy.circuit_closed(circuit);
         for stream in [Some(c.src_stream), c.dst_stream].into_iter().flatten() {
+            self.relay_forget_buffer(stream);
             if reason == CircuitEnd::Closed {
                 self.take_role(stream);
                 self.put_role(stream, StreamRole::Discard);
@@ -853,6 +877,7 @@ impl Node {
         if let Some(relay) = self.relay.as_mut() {
             relay.policy.handle_timeout(now);
             self.drain_policy(now);
+            self.relay_expire_buffers(now);
         }
     }
 

@@ -148,6 +148,9 @@ impl NodeWorld {
                     }
                 }
                 Output::Event(event) => self.events.push_back(NodeEvent { at, host, event }),
+                // Only a runtime that calls `Node::enable_crypto_offload` gets these; the
+                // simulator keeps the ciphers in the node.
+                Output::Offload { .. } | Output::TransmitPlain { .. } => {}
             }
         }
         self.arm_timer(host);

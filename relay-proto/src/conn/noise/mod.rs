@@ -20,6 +20,7 @@
 mod crypto;
 mod payload;
 mod session;
+pub mod split;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ use crate::rng::Rng;
 
 pub use payload::NoiseExtensions;
 pub use session::Session;
+pub use split::{RecvCipher, SealedFrame, SendCipher};
 
 /// The protocol id negotiated with multistream-select before the handshake.
 pub const PROTOCOL: &str = "/noise";
@@ -42,10 +44,10 @@ pub const MAX_FRAME: usize = 65535;
 pub const MAX_PLAINTEXT: usize = MAX_FRAME - TAG_LEN;
 
 /// The length of the ChaCha20-Poly1305 authentication tag.
-const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = 16;
 
 /// The length of the length prefix of every frame.
-const LEN_PREFIX: usize = 2;
+pub const LEN_PREFIX: usize = 2;
 
 /// The Noise protocol name libp2p uses.
 const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
@@ -106,6 +108,13 @@ pub enum NoiseError {
     /// [`Handshake::handle_input`] was called after the handshake finished or failed.
     #[error("the handshake has already finished or failed")]
     HandshakeFinished,
+    /// A direction sent or received 2^64-1 frames, which Noise forbids.
+    #[error("the Noise nonce is exhausted")]
+    NonceExhausted,
+    /// [`RecvCipher::decrypt_frame`] was called while [`RecvCipher::decrypt`] still
+    /// held the start of a frame: the byte stream would be decrypted out of order.
+    #[error("transport bytes buffered by the cipher were not taken over")]
+    BufferedInput,
     /// Signing the local handshake payload with the identity key failed.
     #[error("signing the handshake payload failed")]
     Signing(#[source] libp2p_identity::SigningError),
@@ -300,10 +309,21 @@ impl Handshake {
         state: HandshakeState,
         remote: payload::RemoteIdentity,
     ) -> Result<HandshakeProgress, NoiseError> {
-        let transport = state.into_transport_mode().map_err(NoiseError::from_snow)?;
+        let mut state = state;
+        if !state.is_handshake_finished() {
+            return Err(NoiseError::Snow("handshake finished early".into()));
+        }
+        // Noise's Split(): the initiator sends with the first key, the responder with
+        // the second. The transport ciphers are our own, so they can work in place.
+        let (first, second) = state.dangerously_get_raw_split();
+        let (send, recv) = match self.role {
+            Role::Initiator => (first, second),
+            Role::Responder => (second, first),
+        };
+        let session = Session::new(SendCipher::new(&send)?, RecvCipher::new(&recv)?);
         tracing::debug!(role = ?self.role, remote = %remote.peer_id, "noise handshake done");
         Ok(HandshakeProgress::Done(Box::new(Established {
-            session: Session::new(transport),
+            session,
             remote_peer: remote.peer_id,
             remote_public_key: remote.public_key,
             remote_extensions: remote.extensions,

@@ -66,7 +66,9 @@ pub struct Config {
     /// Largest payload of one outbound Data frame; writes are split at this size.
     /// Clamped to 1 byte ..= 256 KiB. Default 64 KiB.
     pub max_frame_payload: usize,
-    /// How often to ping for RTT while data flows. Default 10 s.
+    /// The longest time between pings for RTT while data flows; on short round trips
+    /// they come every 8 round trips, at least 100 ms apart, so that window tuning
+    /// follows the path's delay under load. Default 10 s.
     pub ping_interval: Duration,
     /// Most ping responses queued and not yet transmitted; pings beyond it are
     /// ignored. Default 64.

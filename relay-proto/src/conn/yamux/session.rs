@@ -13,6 +13,7 @@ use super::frame::{Flags, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, Header};
 use super::rtt::RttMeter;
 use super::stream::Stream;
 use super::{Config, Event, Mode, StreamId, YamuxError};
+use crate::conn::recycle::Recycler;
 
 mod input;
 
@@ -20,6 +21,11 @@ mod input;
 const MAX_FRAME_PAYLOAD_CAP: usize = 256 * 1024;
 /// How many closed or refused inbound stream ids we remember to detect reuse.
 const RECENTLY_CLOSED: usize = 256;
+/// While bulk data is written, the outbound queue grows in blocks of this size, reused
+/// once the bytes polled from them are gone (sent, or encrypted elsewhere).
+const DATA_BLOCK: usize = 256 * 1024;
+/// Writes at least this large count as bulk data.
+const BULK_WRITE: usize = 16 * 1024;
 
 /// One Yamux session over one secured connection.
 ///
@@ -49,6 +55,8 @@ pub struct Session {
     control: BytesMut,
     /// Stream data and the FIN/RST frames that must follow it, in write order.
     data: BytesMut,
+    /// Used-up blocks of `data`.
+    data_blocks: Recycler,
     /// Ping responses in `control`.
     pending_pongs: usize,
     rtt: RttMeter,
@@ -81,6 +89,7 @@ impl Session {
             events: VecDeque::new(),
             control: BytesMut::new(),
             data: BytesMut::new(),
+            data_blocks: Recycler::default(),
             pending_pongs: 0,
             rtt: RttMeter::new(config.ping_interval, now),
             budget: WindowBudget::new(config.max_connection_receive_window),
@@ -191,8 +200,14 @@ impl Session {
             .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
         let accepted = &data[..n];
         let frames = n.div_ceil(self.max_frame_payload);
-        self.data
-            .reserve(n.saturating_add(frames.saturating_mul(HEADER_LEN)));
+        let needed = n.saturating_add(frames.saturating_mul(HEADER_LEN));
+        if needed >= BULK_WRITE {
+            // Polled bytes often outlive the poll (a runtime encrypts them on another
+            // task): reuse their blocks rather than allocate (and fault in) new ones.
+            self.data_blocks.reserve(&mut self.data, needed, DATA_BLOCK);
+        } else {
+            self.data.reserve(needed);
+        }
         for chunk in accepted.chunks(self.max_frame_payload) {
             let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
             push(&mut self.data, Header::data(stream, Flags::NONE, len));
@@ -257,14 +272,24 @@ impl Session {
         }
         s.recv.consume(n);
         let rtt = self.rtt.rtt();
-        if let Some(delta) = s
-            .recv
-            .poll_update(now, rtt, self.max_stream_window, &mut self.budget)
-        {
+        let max_window = s
+            .max_window
+            .map_or(self.max_stream_window, |m| m.min(self.max_stream_window));
+        if let Some(delta) = s.recv.poll_update(now, rtt, max_window, &mut self.budget) {
             push(
                 &mut self.control,
                 Header::window_update(stream, Flags::NONE, delta),
             );
+        }
+    }
+
+    /// Keeps the receive window of `stream` from growing beyond `max` bytes (it never
+    /// shrinks below the protocol's initial 256 KiB, nor below what it already is).
+    /// This bounds what the peer may have in flight to us on the stream, and so what
+    /// we may have to hold for it. Unknown streams are ignored.
+    pub fn limit_receive_window(&mut self, stream: StreamId, max: usize) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.max_window = Some(u32::try_from(max).unwrap_or(u32::MAX).max(INITIAL_WINDOW));
         }
     }
 
@@ -296,7 +321,13 @@ impl Session {
             wrote = true;
         }
         if !self.data.is_empty() {
-            out.unsplit(self.data.split());
+            let data = self.data.split();
+            if data.len() < BULK_WRITE {
+                // Light traffic: hold no bulk block for an idle session.
+                self.data = BytesMut::new();
+                self.data_blocks.clear();
+            }
+            out.unsplit(data);
             wrote = true;
         }
         wrote

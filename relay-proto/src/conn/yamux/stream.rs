@@ -25,6 +25,9 @@ pub(crate) struct Stream {
     pub(crate) remote_fin: bool,
     /// Receive-side flow control.
     pub(crate) recv: ReceiveWindow,
+    /// The most this stream's receive window may grow to, below the session's own
+    /// maximum ([`Session::limit_receive_window`](super::Session::limit_receive_window)).
+    pub(crate) max_window: Option<u32>,
 }
 
 impl Stream {
@@ -38,6 +41,7 @@ impl Stream {
             local_fin: false,
             remote_fin: false,
             recv: ReceiveWindow::new(now),
+            max_window: None,
         }
     }
 

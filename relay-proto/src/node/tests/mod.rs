@@ -8,19 +8,22 @@
 //! open listener is accepted, and a SYN nobody answers times out.
 
 mod autorelay;
+mod offload;
 mod prop;
 mod punch;
 mod relay;
+mod relay_buffer;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use multiaddr::Multiaddr;
 
 use super::{Config, ConnectionId, DialFrom, Event, Input, Node, Output, StreamRef};
+use crate::conn::offload::TransportCiphers;
 use crate::identity::{PeerId, keypair_from_seed};
 use crate::map::Map;
 
@@ -116,6 +119,12 @@ pub(super) struct Net {
     syn_sent: Map<(SocketAddr, SocketAddr), (usize, ConnectionId)>,
     /// Nodes that stopped: they get no bytes, no timer and no new connection.
     frozen: Vec<bool>,
+    /// Ciphers handed out by nodes with crypto offload: the network acts as their
+    /// runtime and encrypts and decrypts for them.
+    ciphers: Map<(usize, ConnectionId), TransportCiphers>,
+    /// Stuck nodes ([`Net::stall`]): what the network brings them waits in `parked`.
+    stalled: std::collections::BTreeSet<usize>,
+    parked: Vec<(u64, usize, ConnectionId)>,
 }
 
 impl Net {
@@ -139,6 +148,9 @@ impl Net {
             sockets: Map::default(),
             syn_sent: Map::default(),
             frozen: Vec::new(),
+            ciphers: Map::default(),
+            stalled: Default::default(),
+            parked: Vec::new(),
         }
     }
 
@@ -199,6 +211,24 @@ impl Net {
         self.frozen[index] = true;
     }
 
+    /// Node `i` gets stuck, as a process that neither reads its sockets nor runs its
+    /// timers while the kernel keeps what arrives: it waits until [`Net::resume`].
+    pub(super) fn stall(&mut self, i: usize) {
+        self.stalled.insert(i);
+    }
+
+    /// Node `i` runs again and gets what arrived for it meanwhile, in order.
+    pub(super) fn resume(&mut self, i: usize) {
+        self.stalled.remove(&i);
+        let (mine, others) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(_, to, _)| *to == i);
+        self.parked = others;
+        for (seq, to, conn) in mine {
+            self.queue.push(Reverse((self.now, seq, to, conn)));
+        }
+    }
+
     /// Ends node `index` as a killed process: frozen, and every connection it had
     /// reaches end of file at its peer, as the kernel closes the sockets.
     pub(super) fn kill(&mut self, index: usize) {
@@ -236,7 +266,7 @@ impl Net {
             }
             let next_delivery = self.queue.peek().map(|Reverse((t, ..))| *t);
             let next_timer = (0..self.nodes.len())
-                .filter(|&i| !self.frozen[i])
+                .filter(|&i| !self.frozen[i] && !self.stalled.contains(&i))
                 .filter_map(|i| self.nodes[i].poll_timeout())
                 .min();
             let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
@@ -256,14 +286,12 @@ impl Net {
                     self.payloads.remove(&seq);
                     continue;
                 }
+                if self.stalled.contains(&to) {
+                    self.parked.push((seq, to, conn));
+                    continue;
+                }
                 match self.payloads.remove(&seq) {
-                    Some(Delivery::Data(bytes)) => self.nodes[to].handle_input(
-                        self.now,
-                        Input::Received {
-                            conn,
-                            bytes: &bytes,
-                        },
-                    ),
+                    Some(Delivery::Data(bytes)) => self.deliver(to, conn, &bytes),
                     Some(Delivery::Eof) => {
                         self.nodes[to].handle_input(self.now, Input::Closed { conn })
                     }
@@ -297,7 +325,10 @@ impl Net {
                 self.drain(to);
             }
             for i in 0..self.nodes.len() {
-                if !self.frozen[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                if !self.frozen[i]
+                    && !self.stalled.contains(&i)
+                    && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now)
+                {
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i);
                 }
@@ -326,6 +357,25 @@ impl Net {
             false
         });
         found
+    }
+
+    /// Hands ciphertext to node `to`, decrypting it first if the node offloaded.
+    fn deliver(&mut self, to: usize, conn: ConnectionId, bytes: &[u8]) {
+        let now = self.now;
+        let Some(ciphers) = self.ciphers.get_mut(&(to, conn)) else {
+            self.nodes[to].handle_input(now, Input::Received { conn, bytes });
+            return;
+        };
+        let mut plaintext = BytesMut::new();
+        let input = match ciphers.recv.decrypt(bytes, &mut plaintext) {
+            Ok(()) => Input::Decrypted {
+                conn,
+                bytes: plaintext.freeze(),
+            },
+            // A runtime closes a socket whose bytes fail authentication.
+            Err(_) => Input::Closed { conn },
+        };
+        self.nodes[to].handle_input(now, input);
     }
 
     fn drain_all(&mut self) {
@@ -554,6 +604,7 @@ impl Net {
                     }
                 }
                 Output::Close { conn } => {
+                    self.ciphers.remove(&(i, conn));
                     self.sockets.remove(&(i, conn));
                     self.syn_sent.retain(|_, v| *v != (i, conn));
                     if let Some((to, their)) = self.links.remove(&(i, conn)) {
@@ -565,6 +616,19 @@ impl Net {
                 Output::Event(event) => {
                     self.auto_consume(i, &event);
                     self.events[i].push(event);
+                }
+                Output::Offload { conn, ciphers } => {
+                    self.ciphers.insert((i, conn), *ciphers);
+                }
+                Output::TransmitPlain { conn, data } => {
+                    let Some(ciphers) = self.ciphers.get_mut(&(i, conn)) else {
+                        panic!("plaintext for {conn} before its ciphers");
+                    };
+                    let mut wire = BytesMut::new();
+                    ciphers.send.encrypt(&data, &mut wire).expect("encrypts");
+                    if let Some(&(to, their)) = self.links.get(&(i, conn)) {
+                        self.schedule(i, to, their, Delivery::Data(wire.freeze()));
+                    }
                 }
             }
         }

@@ -12,10 +12,10 @@ use crate::hop::{LimitKind, RateLimits, RelayConfig};
 use crate::node::{CircuitEnd, Config, DialError, Event, ReservationLoss};
 use crate::wire::proto::{HopMessage, HopType, Peer, Status};
 
-const ECHO: &str = "/echo/1.0.0";
-const SECS: Duration = Duration::from_secs(1);
+pub(super) const ECHO: &str = "/echo/1.0.0";
+pub(super) const SECS: Duration = Duration::from_secs(1);
 
-fn relay_config(f: impl FnOnce(&mut RelayConfig)) -> Config {
+pub(super) fn relay_config(f: impl FnOnce(&mut RelayConfig)) -> Config {
     let mut relay = RelayConfig {
         rate: RateLimits::off(),
         ..RelayConfig::default()
@@ -28,7 +28,7 @@ fn relay_config(f: impl FnOnce(&mut RelayConfig)) -> Config {
 }
 
 /// A relay (node 0) and `clients` plain nodes (1..).
-fn net(relay: Config, clients: usize) -> Net {
+pub(super) fn net(relay: Config, clients: usize) -> Net {
     let mut net = Net::new(Duration::from_millis(5));
     net.add(1, relay);
     for i in 0..clients {
@@ -40,7 +40,7 @@ fn net(relay: Config, clients: usize) -> Net {
 }
 
 /// Node `i` reserves on the relay; returns the outcome event.
-fn reserve(net: &mut Net, i: usize) -> Event {
+pub(super) fn reserve(net: &mut Net, i: usize) -> Event {
     let relay_addr = net.full_addr(0);
     net.nodes[i].reserve(net.now, relay_addr).unwrap();
     net.wait_for(i, 10 * SECS, |e| match e {
@@ -52,7 +52,7 @@ fn reserve(net: &mut Net, i: usize) -> Event {
     .expect("reservation answered")
 }
 
-fn circuit_addr(net: &Net, target: usize) -> Multiaddr {
+pub(super) fn circuit_addr(net: &Net, target: usize) -> Multiaddr {
     net.full_addr(0)
         .with(Protocol::P2pCircuit)
         .with(Protocol::P2p(net.peer(target)))
@@ -60,7 +60,11 @@ fn circuit_addr(net: &Net, target: usize) -> Multiaddr {
 
 /// Node `from` dials node `to` through the relay; returns the relayed connection or
 /// the dial error.
-fn dial_via_relay(net: &mut Net, from: usize, to: usize) -> Result<crate::ConnectionId, DialError> {
+pub(super) fn dial_via_relay(
+    net: &mut Net,
+    from: usize,
+    to: usize,
+) -> Result<crate::ConnectionId, DialError> {
     let addr = circuit_addr(net, to);
     let conn = net.nodes[from].dial(net.now, addr).expect("dial starts");
     let outcome = net.wait_for(from, 60 * SECS, |e| match e {

@@ -1,8 +1,8 @@
 //! Inbound bytes: frame decoding and the session's reaction to each frame.
 //!
 //! Input may be split anywhere. Only a partial header (at most 11 bytes) is buffered;
-//! Data payloads are delivered as they arrive, so a frame's body never accumulates
-//! here. Every Data frame is checked against the stream's receive window when its
+//! Data payloads are delivered as they arrive, as slices of the input, so a frame's
+//! body never accumulates or is copied here. Every Data frame is checked against the stream's receive window when its
 //! header arrives, which bounds what a peer can make us process for a stream.
 
 use std::time::Instant;
@@ -49,26 +49,35 @@ impl Session {
     /// dead: a GoAway with the protocol-error code is queued, which the caller may
     /// still flush with [`poll_transmit`](Self::poll_transmit) before closing the
     /// connection. Later calls return [`YamuxError::SessionClosed`].
+    ///
+    /// The bytes are copied once; [`handle_bytes`](Self::handle_bytes) takes them
+    /// without a copy.
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), YamuxError> {
+        self.handle_bytes(now, &Bytes::copy_from_slice(input))
+    }
+
+    /// Feeds decrypted bytes, split anywhere, as [`handle_input`](Self::handle_input)
+    /// does, without copying: stream data is delivered as slices of `input`, so a
+    /// [`Event::Data`] keeps the memory of its input alive until it is dropped.
+    pub fn handle_bytes(&mut self, now: Instant, input: &Bytes) -> Result<(), YamuxError> {
         self.now = now;
         if self.failed {
             return Err(YamuxError::SessionClosed);
         }
-        let mut rest = input;
-        while !rest.is_empty() {
+        let mut pos = 0;
+        while pos < input.len() {
+            let rest = &input[pos..];
             match self.decoder {
                 Decoder::Header { mut buf, filled } => {
                     let header_bytes = if filled == 0 && rest.len() >= HEADER_LEN {
-                        let (head, tail) = rest.split_at(HEADER_LEN);
-                        rest = tail;
+                        pos += HEADER_LEN;
                         let mut bytes = [0; HEADER_LEN];
-                        bytes.copy_from_slice(head);
+                        bytes.copy_from_slice(&rest[..HEADER_LEN]);
                         bytes
                     } else {
                         let take = (HEADER_LEN - filled).min(rest.len());
-                        let (head, tail) = rest.split_at(take);
-                        rest = tail;
-                        buf[filled..filled + take].copy_from_slice(head);
+                        pos += take;
+                        buf[filled..filled + take].copy_from_slice(&rest[..take]);
                         if filled + take < HEADER_LEN {
                             self.decoder = Decoder::Header {
                                 buf,
@@ -90,18 +99,15 @@ impl Session {
                     fin,
                 } => {
                     let n = rest.len().min(remaining as usize);
-                    let (chunk, tail) = rest.split_at(n);
-                    rest = tail;
                     // `n <= remaining`, so this neither truncates nor underflows.
                     let remaining = remaining - n as u32;
                     if let Some(id) = stream
                         && self.streams.contains_key(&id)
                     {
-                        // One copy per chunk: the event owns exactly its bytes, so an
-                        // application holding it pins nothing else.
-                        let data = Bytes::copy_from_slice(chunk);
+                        let data = input.slice(pos..pos + n);
                         self.events.push_back(Event::Data { stream: id, data });
                     }
+                    pos += n;
                     if remaining > 0 {
                         self.decoder = Decoder::Body {
                             stream,

@@ -127,6 +127,30 @@ fn window_grows_with_rtt_up_to_max() {
 }
 
 #[test]
+fn a_stream_window_limit_stops_growth_exactly() {
+    for (limit, expected) in [
+        (600 * 1024, 600 * 1024),
+        // Below the protocol's initial window, the initial window stays.
+        (2048, INITIAL_WINDOW as usize),
+    ] {
+        let mut p = Pair::with_configs(
+            Config::default(),
+            Config::default(),
+            Duration::from_millis(50),
+        );
+        let id = p.client.session.open_stream().unwrap();
+        p.client.send(id, pattern(6, 1), false);
+        p.drive();
+        p.server.session.limit_receive_window(id, limit);
+        p.client.send(id, pattern(7, 8 * 1024 * 1024), false);
+        p.drive();
+        assert_eq!(p.server.session.receive_window(id), Some(expected));
+        assert_eq!(p.server.largest_window, expected);
+        assert_eq!(p.server.received[&id].len(), 1 + 8 * 1024 * 1024);
+    }
+}
+
+#[test]
 fn window_stays_fixed_without_latency() {
     let mut p = Pair::new();
     let id = p.client.session.open_stream().unwrap();
