@@ -61,10 +61,10 @@ fn every_pair(nat: Nat, options: &TrialOptions, check: impl Fn(&Trial) -> Result
     let Some(lab) = lab(nat) else {
         return;
     };
-    let mut punch = PunchLab::start(&lab, binaries()).expect("the relay starts");
+    let punch = PunchLab::start(&lab, binaries()).expect("the relay starts");
     let mut problems = Vec::new();
-    for pair in pairs() {
-        match punch.trial(pair, options) {
+    for (slot, pair) in (0..).zip(pairs()) {
+        match punch.trial(slot, pair, options) {
             Ok(trial) => {
                 println!(
                     "natlab: {nat}: {pair}: {:?}; pings {:?}",

@@ -77,7 +77,7 @@ pub use error::LabError;
 pub use nat::{Filtering, Mapping, Nat};
 pub use probe::{Reflector, Transport, ask_tcp, ask_udp, receive_udp};
 pub use process::Process;
-pub use punch::{Binaries, Outcome, Pair, Ping, PunchLab, Stack, Trial, TrialOptions};
+pub use punch::{Binaries, Outcome, Pair, Ping, PunchLab, SLOTS, Stack, Trial, TrialOptions};
 pub use topology::Host;
 
 use delay::DelayLine;

@@ -11,6 +11,7 @@
 //! ports, so no NAT mapping or connection of an earlier trial takes part.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -193,33 +194,42 @@ pub struct Trial {
     pub listener: Process,
 }
 
-/// A lab with a relay running: where trials take place.
+/// A lab with a relay running: where trials take place. Trials may run on several
+/// threads at once when each has its own slot number (see [`PunchLab::trial`]).
 #[derive(Debug)]
 pub struct PunchLab<'lab> {
     lab: &'lab Lab,
     binaries: Binaries,
-    relay: Process,
+    relay: Mutex<Process>,
     relay_addr: String,
-    trials: u32,
 }
 
 /// The relay's TCP port.
 const RELAY_PORT: u16 = 4001;
 /// The first listen port of the peers; each trial takes the next two.
 const FIRST_PEER_PORT: u16 = 20_000;
-/// How many trials get distinct ports and identities before they repeat.
-const DISTINCT_TRIALS: u32 = 100;
+/// How many slots have distinct ports and identities: slot numbers count modulo this.
+pub const SLOTS: u32 = 100;
 /// How long a peer may take to start, reach the relay and reserve.
 const SETUP: Duration = Duration::from_secs(30);
 
 impl<'lab> PunchLab<'lab> {
-    /// Starts our relay (`relay serve`, default limits) on [`Host::Relay`].
+    /// Starts our relay on [`Host::Relay`]: `relay serve --unlimited`, because every
+    /// listener reserves from router B's one address, many times over in a benchmark,
+    /// beyond the default per-IP counts and rate limits.
     pub fn start(lab: &'lab Lab, binaries: Binaries) -> Result<Self, LabError> {
         let listen = format!("/ip4/0.0.0.0/tcp/{RELAY_PORT}");
         let mut relay = lab.spawn(
             Host::Relay,
             &binaries.ours,
-            ["serve", "--listen", listen.as_str(), "--seed", "1"],
+            [
+                "serve",
+                "--listen",
+                listen.as_str(),
+                "--seed",
+                "1",
+                "--unlimited",
+            ],
         )?;
         let listening = relay.wait_event("listening", SETUP)?;
         let peer_id = str_field(&listening, "peer_id", "the relay's `listening`")?;
@@ -230,9 +240,8 @@ impl<'lab> PunchLab<'lab> {
         Ok(PunchLab {
             lab,
             binaries,
-            relay,
+            relay: Mutex::new(relay),
             relay_addr,
-            trials: 0,
         })
     }
 
@@ -241,9 +250,12 @@ impl<'lab> PunchLab<'lab> {
         &self.relay_addr
     }
 
-    /// The relay process (for its events and standard error).
-    pub fn relay(&mut self) -> &mut Process {
-        &mut self.relay
+    /// The end of the relay's standard error.
+    pub fn relay_stderr(&self) -> String {
+        self.relay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stderr()
     }
 
     /// The round-trip time of the relayed path between A and B that the lab's delays
@@ -257,10 +269,12 @@ impl<'lab> PunchLab<'lab> {
         self.lab.expected_rtt(Host::A, Host::B)
     }
 
-    /// Runs one trial of `pair`.
-    pub fn trial(&mut self, pair: Pair, options: &TrialOptions) -> Result<Trial, LabError> {
-        let n = self.trials % DISTINCT_TRIALS;
-        self.trials += 1;
+    /// Runs one trial of `pair` in slot `slot`: the slot (modulo [`SLOTS`]) sets the
+    /// peers' listen ports and identities, so trials that run at the same time need
+    /// different slots, and a trial that reuses an earlier one's slot finds that
+    /// trial's ports closed only if it ended a while ago (count up through the slots).
+    pub fn trial(&self, slot: u32, pair: Pair, options: &TrialOptions) -> Result<Trial, LabError> {
+        let n = slot % SLOTS;
         let port_a = FIRST_PEER_PORT + 2 * u16::try_from(n).unwrap_or(0);
         let port_b = port_a + 1;
         let seed_a = 10 + 2 * n;
