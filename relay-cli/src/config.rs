@@ -173,8 +173,8 @@ pub(crate) struct ServeOverrides {
 
 /// Reads, parses and validates a config file.
 ///
-/// Relative `node.key_file` and `node.relay.service.asn_table` paths are made relative
-/// to the file's directory. Errors name the file and, for syntax errors, the line and
+/// Relative `node.key_file`, `node.relay.service.asn_table` and hook program
+/// (`acl.hook_command`) paths are made relative to the file's directory. Errors name the file and, for syntax errors, the line and
 /// column.
 pub(crate) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     let read_error = |error| ConfigError::Read {
@@ -422,6 +422,14 @@ impl FileConfig {
         }
         if let Some(table) = &mut self.node.relay.service.asn_table {
             resolve(table);
+        }
+        // A hook program given as a relative path (`./acl-hook.sh`, `hooks/acl`) lives
+        // beside the file; a bare name (`relay-acl`) is looked up on PATH.
+        if let Some(program) = self.node.relay.service.acl.hook_command.first_mut() {
+            let path = Path::new(program.as_str());
+            if path.is_relative() && path.components().count() > 1 {
+                *program = dir.join(path).display().to_string();
+            }
         }
     }
 }

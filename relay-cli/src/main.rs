@@ -6,6 +6,7 @@
 
 mod config;
 mod events;
+mod hook;
 mod identity;
 mod metrics;
 mod output;

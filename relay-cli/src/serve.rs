@@ -13,7 +13,7 @@ use relay_proto::node::addr::parse_tcp;
 use crate::config::{self, FileConfig, ServeOverrides};
 use crate::metrics::{self, CircuitCloseReason, Metrics, Transport};
 use crate::output::emit;
-use crate::{ServeArgs, events, identity, run};
+use crate::{ServeArgs, events, hook, identity, run};
 
 /// The settings `relay serve` runs with: the file (or the embedded default) with the
 /// flags applied, validated.
@@ -49,6 +49,11 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut node_config = file.node_config();
     if file.node.relay.service.enabled {
         node_config.relay = Some(file.relay_config().map_err(|e| e.to_string())?);
+    } else {
+        tracing::warn!(
+            "node.relay.service.enabled is false (the seed's default): this node refuses \
+             hop requests; set it to true to relay"
+        );
     }
     let asn = file.asn_table().map_err(|e| e.to_string())?;
     let listen = file
@@ -105,10 +110,20 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     });
 
+    let hook = (!file.node.relay.service.acl.hook_command.is_empty()).then(|| {
+        hook::HookRunner::new(
+            file.node.relay.service.acl.hook_command.clone(),
+            node.clone(),
+        )
+    });
+
     run::announce(&node);
     let mut events = node.events().map_err(|e| e.to_string())?;
     let report = async {
         while let Some(event) = events.next().await {
+            if let (Event::RelayAsk { request }, Some(hook)) = (&event, &hook) {
+                hook.ask(*request);
+            }
             record(&metrics, &event);
             if let Some(line) = events::to_json(&event) {
                 emit(&line);

@@ -207,3 +207,55 @@ fn data_limit_closes_the_circuit_and_is_reported() {
     let circuit = listener.wait("circuit", |l| l["status"] == "closed");
     assert_eq!(circuit["reason"], "data limit");
 }
+
+#[test]
+fn decision_hook_program_allows_and_refuses_reservations() {
+    let allowed = run(&["id", "--seed", "8"]).1[0]["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = std::env::temp_dir().join(format!("relay-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("requests.jsonl");
+    // The hook allows exactly one peer and records what it was asked.
+    let script = format!(
+        "read -r request; printf '%s\\n' \"$request\" >> {log}; \
+         case \"$request\" in *'\"peer\":\"{allowed}\"'*) exit 0;; *) exit 1;; esac",
+        log = log.display()
+    );
+    let port = free_port();
+    let config = dir.join("relay.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node:\n  listen: [/ip4/127.0.0.1/tcp/{port}]\n  relay:\n    service:\n      enabled: true\n      acl:\n        hook: reservations\n        hook_command: [sh, -c, {script:?}]\n"
+        ),
+    )
+    .unwrap();
+    let relay = Process::start(&["serve", "--seed", "1", "--config", config.to_str().unwrap()]);
+    let relay_id = relay.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let relay_full = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{relay_id}");
+
+    let good = Process::start(&["listen", "--seed", "8", "--relay", &relay_full]);
+    good.wait("reservation", |l| l["status"] == "accepted");
+    let bad = Process::start(&["listen", "--seed", "9", "--relay", &relay_full]);
+    let refused = bad.wait("reservation", |l| l["status"] == "refused");
+    assert_eq!(refused["reason"], "PERMISSION_DENIED", "{refused}");
+
+    let asked = std::fs::read_to_string(&log).unwrap();
+    let requests: Vec<Value> = asked
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("the hook reads JSON"))
+        .collect();
+    assert!(requests.len() >= 2, "{asked}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["kind"] == "reserve" && r["ip"] == "127.0.0.1")
+    );
+    assert!(requests.iter().any(|r| r["peer"] == allowed.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

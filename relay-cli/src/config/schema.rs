@@ -172,6 +172,11 @@ pub(crate) struct AclSection {
     pub(crate) deny_cidrs: Vec<Cidr>,
     /// Which requests the runtime's decision hook is asked about (`off`).
     pub(crate) hook: HookSetting,
+    /// The program `relay serve` runs to answer the hook, with its arguments, e.g.
+    /// `[/usr/local/bin/relay-acl, --strict]`: one run per request, the request as
+    /// one JSON line on stdin; exit status 0 allows, anything else (or no answer
+    /// within `transport.hop_timeout`) refuses.
+    pub(crate) hook_command: Vec<String>,
 }
 
 /// `node.relay.service.acl.hook`: `off`, `reservations`, `circuits` or `both`.

@@ -463,6 +463,18 @@ fn validation_errors_name_the_field() {
             "test.yaml: node.relay.service.buffer_size: must be at least 1",
         ),
         (
+            "node:\n  relay:\n    service:\n      acl:\n        hook: both\n",
+            "test.yaml: node.relay.service.acl.hook: asks a decision hook but acl.hook_command is empty; `relay serve` answers the hook by running that program",
+        ),
+        (
+            "node:\n  relay:\n    service:\n      acl:\n        hook_command: [/bin/true]\n",
+            "test.yaml: node.relay.service.acl.hook_command: is set but acl.hook is `off`; set acl.hook to reservations, circuits or both, or remove the command",
+        ),
+        (
+            "node:\n  relay:\n    service:\n      acl:\n        hook: circuits\n        hook_command: ['']\n",
+            "test.yaml: node.relay.service.acl.hook_command: names an empty program",
+        ),
+        (
             "node:\n  listen: []\n",
             "test.yaml: node.listen: needs at least one address, e.g. /ip4/0.0.0.0/tcp/4001",
         ),
@@ -530,6 +542,7 @@ fn extra_service_fields_convert_to_the_relay_config() {
         allow_cidrs: [10.0.0.0/8, '2001:db8::/32']
         deny_cidrs: [10.1.2.3]
         hook: both
+        hook_command: [/usr/local/bin/relay-acl, --strict]
       abuse:
         refusals: {{ burst: 5, refill: 3s }}
         ban: 1h
@@ -587,8 +600,13 @@ fn hook_settings_map_to_hook_modes() {
         ("circuits", HookMode::Circuits),
         ("both", HookMode::Both),
     ] {
+        let command = if mode == HookMode::Off {
+            "[]"
+        } else {
+            "[/bin/true]"
+        };
         let config = parse(&format!(
-            "node:\n  relay:\n    service:\n      acl:\n        hook: {text}\n"
+            "node:\n  relay:\n    service:\n      acl:\n        hook: {text}\n        hook_command: {command}\n"
         ));
         assert_eq!(config.relay_config().unwrap().acl.hook, mode);
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use relay_proto::hop::config::MAX_DURATION;
 use relay_proto::node::addr::peer_of;
 
-use super::{ConfigError, FileConfig, GoDuration};
+use super::{ConfigError, FileConfig, GoDuration, HookSetting};
 
 impl FileConfig {
     /// Checks every range and consistency rule; returns the first problem found.
@@ -62,6 +62,30 @@ impl FileConfig {
             "node.relay.service.rate_limits.max_tracked_keys",
             service.rate_limits.max_tracked_keys as u64,
         )?;
+        let acl = &service.acl;
+        match (acl.hook, acl.hook_command.first()) {
+            (HookSetting::Off, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "node.relay.service.acl.hook_command",
+                    "is set but acl.hook is `off`; set acl.hook to reservations, circuits \
+                     or both, or remove the command",
+                ));
+            }
+            (hook, None) if hook != HookSetting::Off => {
+                return Err(ConfigError::invalid(
+                    "node.relay.service.acl.hook",
+                    "asks a decision hook but acl.hook_command is empty; `relay serve` \
+                     answers the hook by running that program",
+                ));
+            }
+            (_, Some(program)) if program.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "node.relay.service.acl.hook_command",
+                    "names an empty program",
+                ));
+            }
+            _ => {}
+        }
         if service
             .asn_table
             .as_ref()

@@ -44,7 +44,8 @@ impl Voucher {
         });
         let signed =
             proto::envelope_signing_bytes(RELAY_RSVP_DOMAIN, &RELAY_RSVP_PAYLOAD_TYPE, &payload);
-        // Signing with an ed25519 key cannot fail.
+        // Only an RSA key ring refuses can fail to sign; the voucher then carries an
+        // empty signature, which clients reject as they would a missing voucher.
         let signature = relay_key.sign(&signed).unwrap_or_default();
         proto::encode(&Envelope {
             public_key: relay_key.public().encode_protobuf(),

@@ -524,6 +524,21 @@ impl Node {
         }
     }
 
+    /// The peer we asked to relay answered `na` to the hop protocol: it runs no relay
+    /// service.
+    pub(super) fn client_hop_unsupported(&mut self, now: Instant, s: StreamRef, role: StreamRole) {
+        let why = "the peer does not speak /libp2p/circuit/relay/0.2.0/hop (no relay service)";
+        match role {
+            StreamRole::ReserveOut(_) => {
+                self.reservation_failed(now, s.conn, ReservationLoss::Protocol(why.into()));
+            }
+            StreamRole::ConnectOut { relayed, .. } => {
+                self.fail_relayed(relayed, DialError::RelayProtocol(why.into()));
+            }
+            role => self.client_stream_gone(now, s, role),
+        }
+    }
+
     /// A relay did not answer our RESERVE in time.
     pub(super) fn reservation_timed_out(&mut self, now: Instant, conn: ConnectionId) {
         self.reservation_failed(now, conn, ReservationLoss::Timeout);

@@ -234,6 +234,11 @@ impl Node {
                     });
                 }
             }
+            role @ (StreamRole::ReserveOut(_) | StreamRole::ConnectOut { .. })
+                if error == OpenError::NotSupported =>
+            {
+                self.client_hop_unsupported(now, s, role);
+            }
             role => self.stream_gone(now, s, role),
         }
     }

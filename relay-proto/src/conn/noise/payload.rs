@@ -14,8 +14,12 @@ use crate::wire::proto::NoiseHandshakePayload;
 /// What the identity key signs: this prefix followed by the X25519 static public key.
 const STATIC_KEY_DOMAIN: &[u8] = b"noise-libp2p-static-key:";
 
-/// The `KeyType` of ed25519 in the libp2p `PublicKey` protobuf.
-const KEY_TYPE_ED25519: i32 = 1;
+/// The `KeyType`s of the libp2p `PublicKey` protobuf this build verifies: ed25519 (1)
+/// everywhere; RSA (0), secp256k1 (2) and ECDSA (3) on native targets.
+#[cfg(not(target_arch = "wasm32"))]
+const SUPPORTED_KEY_TYPES: &[i32] = &[0, 1, 2, 3];
+#[cfg(target_arch = "wasm32")]
+const SUPPORTED_KEY_TYPES: &[i32] = &[1];
 
 /// Just the key type of a libp2p `PublicKey` protobuf, to tell an unsupported key
 /// from a malformed one.
@@ -78,7 +82,7 @@ fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, NoiseError> {
     match KeyTypeOnly::decode(bytes) {
         Ok(KeyTypeOnly {
             key_type: Some(key_type),
-        }) if key_type != KEY_TYPE_ED25519 => Err(NoiseError::UnsupportedKey),
+        }) if !SUPPORTED_KEY_TYPES.contains(&key_type) => Err(NoiseError::UnsupportedKey),
         _ => Err(NoiseError::InvalidPayload),
     }
 }
@@ -143,14 +147,46 @@ mod tests {
     }
 
     #[test]
-    fn other_key_types_are_unsupported() {
-        // KeyType secp256k1 (2) with 33 bytes of key.
-        let mut key = vec![0x08, 0x02];
+    fn unknown_key_types_are_unsupported() {
+        // KeyType 9 does not exist.
+        let mut key = vec![0x08, 0x09];
         key.extend(field(2, &[2; 33]));
         let mut payload = field(1, &key);
         payload.extend(field(2, &[0; 64]));
         let error = verify_remote(&payload, &[7; 32]).unwrap_err();
         assert!(matches!(error, NoiseError::UnsupportedKey), "{error:?}");
+    }
+
+    #[test]
+    fn a_malformed_key_of_a_known_type_is_invalid() {
+        // KeyType secp256k1 (2) with 33 bytes that are not a compressed point (0x05).
+        let mut key = vec![0x08, 0x02];
+        key.extend(field(2, &[5; 33]));
+        let mut payload = field(1, &key);
+        payload.extend(field(2, &[0; 64]));
+        let error = verify_remote(&payload, &[7; 32]).unwrap_err();
+        assert!(matches!(error, NoiseError::InvalidPayload), "{error:?}");
+    }
+
+    /// Peers with secp256k1, ECDSA and RSA identities (go-libp2p and older IPFS nodes)
+    /// prove themselves like ed25519 ones.
+    #[test]
+    fn every_key_type_of_libp2p_verifies() {
+        let rsa_der = include_bytes!("testdata/rsa-2048.pk8");
+        use libp2p_identity::{ecdsa, secp256k1};
+        let secp = secp256k1::SecretKey::try_from_bytes([7u8; 32]).expect("secp256k1 key");
+        let p256 = ecdsa::SecretKey::try_from_bytes([9u8; 32]).expect("P-256 key");
+        for keypair in [
+            Keypair::from(secp256k1::Keypair::from(secp)),
+            Keypair::from(ecdsa::Keypair::from(p256)),
+            Keypair::rsa_from_pkcs8(&mut rsa_der.to_vec()).expect("RSA test key"),
+        ] {
+            let payload = encode_local(&keypair, &[7; 32]).unwrap();
+            let remote = verify_remote(&payload, &[7; 32]).unwrap();
+            assert_eq!(remote.peer_id, keypair.public().to_peer_id());
+            let error = verify_remote(&payload, &[8; 32]).unwrap_err();
+            assert!(matches!(error, NoiseError::InvalidSignature), "{error:?}");
+        }
     }
 
     #[test]

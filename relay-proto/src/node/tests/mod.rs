@@ -2,6 +2,7 @@
 //! their bytes after a fixed one-way latency, and jumps time to the next event or
 //! timeout, in the manner of quinn-proto's `Pair`.
 
+mod prop;
 mod relay;
 
 use std::cmp::Reverse;

@@ -449,3 +449,65 @@ fn a_silent_target_fails_the_circuit_after_the_hop_timeout() {
         }
     )));
 }
+
+#[test]
+fn the_decision_hook_answers_reservations() {
+    use crate::hop::{AclConfig, HookMode, HookQuery};
+    let mut net = net(
+        relay_config(|r| {
+            r.acl = AclConfig {
+                hook: HookMode::Reservations,
+                ..AclConfig::default()
+            }
+        }),
+        2,
+    );
+    for (client, allow) in [(1, true), (2, false)] {
+        let relay_addr = net.full_addr(0);
+        net.nodes[client].reserve(net.now, relay_addr).unwrap();
+        let request = net
+            .wait_for(0, 10 * SECS, |e| match e {
+                Event::RelayAsk { request } => Some(*request),
+                _ => None,
+            })
+            .expect("the relay asks its hook");
+        assert!(
+            matches!(request.query, HookQuery::Reserve { peer, .. } if peer == net.peer(client))
+        );
+        // The client waits for the answer meanwhile.
+        net.run_for(SECS);
+        assert!(net.nodes[client].reservations().next().is_none());
+        let now = net.now;
+        net.nodes[0].relay_answer(now, request.ticket, allow);
+        let outcome = net
+            .wait_for(client, 10 * SECS, |e| match e {
+                Event::ReservationAccepted { .. } => Some(Ok(())),
+                Event::ReservationRefused { status, .. } => Some(Err(*status)),
+                Event::ReservationLost { reason, .. } => panic!("lost: {reason:?}"),
+                _ => None,
+            })
+            .expect("the client hears the answer");
+        if allow {
+            assert_eq!(outcome, Ok(()));
+        } else {
+            assert_eq!(outcome, Err(Status::PermissionDenied));
+        }
+    }
+}
+
+#[test]
+fn a_peer_without_relay_service_is_named_as_such() {
+    let mut net = net(Config::default(), 2);
+    match reserve(&mut net, 1) {
+        Event::ReservationLost {
+            reason: ReservationLoss::Protocol(why),
+            ..
+        } => assert!(why.contains("no relay service"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let error = dial_via_relay(&mut net, 2, 1).expect_err("no relay, no circuit");
+    assert!(
+        matches!(&error, DialError::RelayProtocol(why) if why.contains("no relay service")),
+        "{error:?}"
+    );
+}
