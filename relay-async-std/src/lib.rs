@@ -71,8 +71,25 @@ impl Runtime for AsyncIo {
         })
     }
 
+    fn connect_from(
+        &self,
+        local: SocketAddr,
+        addr: SocketAddr,
+    ) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>> {
+        Box::pin(async move {
+            let socket = relay_runtime::reuse::bound(local)?;
+            relay_runtime::reuse::start_connect(&socket, addr)?;
+            let stream = async_io::Async::new(std::net::TcpStream::from(socket))?;
+            stream.writable().await?;
+            relay_runtime::reuse::finish_connect(stream.get_ref())?;
+            let socket = async_net::TcpStream::from(stream);
+            let local = socket.local_addr()?;
+            Ok((Box::new(socket) as BoxSocket, local))
+        })
+    }
+
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>> {
-        let std = std::net::TcpListener::bind(addr)?;
+        let std = relay_runtime::reuse::listener(addr)?;
         Ok(Box::new(AsyncIoListener(async_net::TcpListener::try_from(
             std,
         )?)))

@@ -27,6 +27,7 @@ on_async_std!(
     wrong_peer_id,
     bad_peers_are_dropped,
     perf_round_trip,
+    hole_punch_on_loopback,
 );
 
 #[test]

@@ -362,7 +362,28 @@ impl FileConfig {
                 timeout: node.ping_timeout.get(),
             },
             max_connections: node.max_connections,
+            hole_punch: self.hole_punch_config(),
             ..defaults
+        }
+    }
+
+    /// [`HolePunchConfig`](relay_proto::dcutr::HolePunchConfig) from
+    /// `node.relay.hole_punch`; the fields the seed does not name keep their defaults.
+    pub(crate) fn hole_punch_config(&self) -> relay_proto::dcutr::HolePunchConfig {
+        let section = &self.node.relay.hole_punch;
+        relay_proto::dcutr::HolePunchConfig {
+            enabled: section.enabled,
+            max_attempts: section.max_attempts,
+            attempt_timeout: section.attempt_timeout.get(),
+            direct_dial_attempts: section.direct_dial_attempts,
+            sync_timeout: section.sync_timeout.get(),
+            enable_tcp_hole_punch: section.enable_tcp_hole_punch,
+            enable_dcutr: section.enable_dcutr,
+            concurrent_limit: section.concurrent_limit,
+            allow_private_addrs: section.allow_private_addrs,
+            allow_loopback_addrs: section.allow_loopback_addrs,
+            relayed_close_grace: section.relayed_close_grace.get(),
+            ..Default::default()
         }
     }
 

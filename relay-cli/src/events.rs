@@ -136,6 +136,36 @@ pub(crate) fn to_json(event: &Event) -> Option<Value> {
                 },
             })
         }
+        Event::HolePunchSucceeded {
+            peer,
+            attempt,
+            elapsed,
+            rtt,
+            addr,
+            ..
+        } => json!({
+            "event": "hole_punch",
+            "peer": peer.to_string(),
+            "result": "success",
+            "transport": "tcp",
+            "attempt": attempt,
+            "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "addr": addr.to_string(),
+            "rtt_ms": rtt.map(|r| r.as_secs_f64() * 1000.0),
+        }),
+        Event::HolePunchFailed {
+            peer,
+            attempts,
+            reason,
+            ..
+        } => json!({
+            "event": "hole_punch",
+            "peer": peer.to_string(),
+            "result": "failure",
+            "attempts": attempts,
+            "error": reason.to_string(),
+            "reason": reason.as_str(),
+        }),
         Event::RelayAbuse { key, ban } => json!({
             "event": "relay_abuse",
             "key": format!("{key:?}"),

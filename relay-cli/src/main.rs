@@ -10,6 +10,7 @@ mod hook;
 mod identity;
 mod metrics;
 mod output;
+mod punch;
 mod run;
 mod serve;
 
@@ -96,8 +97,17 @@ struct ListenArgs {
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
     /// A relay to keep a reservation on (`/ip4/.../tcp/PORT/p2p/RELAY`); may repeat.
+    /// With a relay and no --listen, the node listens on an OS-chosen port (hole
+    /// punches dial from it).
     #[arg(long = "relay", value_name = "MULTIADDR")]
     relays: Vec<Multiaddr>,
+    /// A YAML file with the seed's `node.relay` schema; its `hole_punch` section (and
+    /// the node's connection settings) apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Take no part in hole punching.
+    #[arg(long)]
+    no_punch: bool,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECONDS")]
     hold: Option<f64>,
@@ -122,6 +132,17 @@ struct DialArgs {
     /// Do not try to upgrade a relayed connection to a direct one.
     #[arg(long)]
     no_punch: bool,
+    /// Longest wait for the hole punch outcome before pinging (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    punch_wait: Option<f64>,
+    /// A TCP multiaddr to listen on (hole punches dial from it); may repeat. Default
+    /// for a relayed target: an OS-chosen port on all addresses.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// A YAML file with the seed's `node.relay` schema; its `hole_punch` section (and
+    /// the node's connection settings) apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Stay connected this many seconds after the pings.
     #[arg(long, value_name = "SECONDS")]
     hold: Option<f64>,

@@ -182,6 +182,19 @@ impl PunchFailure {
     }
 }
 
+impl From<&relay_proto::dcutr::FailureReason> for PunchFailure {
+    fn from(reason: &relay_proto::dcutr::FailureReason) -> Self {
+        use relay_proto::dcutr::FailureReason;
+        match reason {
+            FailureReason::Timeout => Self::Timeout,
+            FailureReason::DirectDialFailed => Self::DirectDialFailed,
+            FailureReason::NatIncompatible => Self::NatTypeIncompatible,
+            FailureReason::NotEnabled => Self::NotEnabled,
+            FailureReason::ProtocolError(_) => Self::Protocol,
+        }
+    }
+}
+
 /// The circuit v2 status names a refusal is sent as, in label form.
 pub(crate) const REFUSAL_STATUSES: [&str; 4] = [
     "RESERVATION_REFUSED",

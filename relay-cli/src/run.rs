@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::output::emit;
-use crate::{DialArgs, ListenArgs, events, identity};
+use crate::{DialArgs, ListenArgs, events, identity, punch};
 
 /// The echo protocol `relay listen` answers, for tests and scripts.
 pub(crate) const ECHO_PROTOCOL: &str = "/echo/1.0.0";
@@ -130,8 +130,12 @@ pub(crate) async fn listen(args: ListenArgs) -> Result<(), String> {
             ));
         }
     }
-    let listen = listen_sockets(&args.listen, args.relays.is_empty())?;
-    let node = start(keypair, Config::default(), &listen)?;
+    let config = punch::node_config(args.config.as_deref(), &args.relays, args.no_punch)?;
+    let mut listen = listen_sockets(&args.listen, args.relays.is_empty())?;
+    if listen.is_empty() && config.hole_punch.enabled {
+        listen = punch::default_listen(&args.relays);
+    }
+    let node = start(keypair, config, &listen)?;
     serve_app_protocols(&node)?;
     announce(&node);
     let reporting = report_until(&node, args.hold);
@@ -160,7 +164,14 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     let Some(peer) = peer_of(target) else {
         return Err(format!("{target}: the target must end with /p2p/<peer id>"));
     };
-    let node = start(keypair, Config::default(), &[])?;
+    let relays = std::slice::from_ref(target);
+    let config = punch::node_config(args.config.as_deref(), relays, args.no_punch)?;
+    let punching = relayed && config.hole_punch.enabled;
+    let mut listen = listen_sockets(&args.listen, false)?;
+    if listen.is_empty() && punching {
+        listen = punch::default_listen(relays);
+    }
+    let node = start(keypair, config, &listen)?;
     let mut events = node.events().map_err(|e| e.to_string())?;
     let connected = node.dial(target.clone()).await.map_err(|e| e.to_string())?;
     if connected != peer {
@@ -169,7 +180,19 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     emit(
         &json!({"event": "connected", "peer": peer.to_string(), "relayed": relayed, "addr": target.to_string()}),
     );
+    if punching {
+        let wait = match args.punch_wait {
+            Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
+            Some(s) => return Err(format!("--punch-wait {s}: expected seconds, at least 0")),
+            None => punch::DEFAULT_WAIT,
+        };
+        match punch::wait_outcome(&mut events, peer, wait).await {
+            Some(line) => emit(&line),
+            None => return Err("the node stopped".into()),
+        }
+    }
     for _ in 0..args.ping {
+        let relayed = punch::relayed_now(&node, peer).await;
         let rtt = node
             .ping(peer)
             .await
@@ -183,6 +206,7 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
     }
     if args.perf_up.is_some() || args.perf_down.is_some() {
         let (up, down) = (args.perf_up.unwrap_or(0), args.perf_down.unwrap_or(0));
+        let relayed = punch::relayed_now(&node, peer).await;
         let stream = node
             .open_stream(peer, relay_runtime::perf::PROTOCOL)
             .await
@@ -214,7 +238,6 @@ pub(crate) async fn dial(args: DialArgs) -> Result<(), String> {
             _ = hold(args.hold) => {}
         }
     }
-    let _ = args.no_punch;
     node.shutdown().await;
     Ok(())
 }

@@ -181,6 +181,9 @@ fn record(metrics: &Metrics, event: &Event) {
         Event::Ping {
             result: Ok(rtt), ..
         } => metrics.ping_rtt(*rtt, false),
+        Event::HolePunchStarted { .. } => metrics.hole_punch_started(),
+        Event::HolePunchSucceeded { elapsed, .. } => metrics.hole_punch_succeeded(*elapsed),
+        Event::HolePunchFailed { reason, .. } => metrics.hole_punch_failed(reason.into()),
         _ => {}
     }
 }

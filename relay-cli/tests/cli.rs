@@ -138,6 +138,7 @@ fn serve_listen_dial_through_the_relay() {
     let (ok, lines, err) = run(&[
         "dial",
         &target,
+        "--no-punch",
         "--seed",
         "3",
         "--ping",
@@ -159,6 +160,7 @@ fn serve_listen_dial_through_the_relay() {
     assert_eq!(perf["upload_bytes"], 300000);
     assert_eq!(perf["download_bytes"], 500000);
     assert_eq!(perf["relayed"], true);
+    assert!(lines.iter().all(|l| l["event"] != "hole_punch"));
     relay.wait("relay_circuit", |l| l["status"] == "opened");
 }
 
@@ -191,6 +193,7 @@ fn data_limit_closes_the_circuit_and_is_reported() {
     let (ok, _, _) = run(&[
         "dial",
         &target,
+        "--no-punch",
         "--seed",
         "6",
         "--ping",
@@ -258,4 +261,108 @@ fn decision_hook_program_allows_and_refuses_reservations() {
     );
     assert!(requests.iter().any(|r| r["peer"] == allowed.as_str()));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A relay on loopback, a listener and a dialer: the dialer prints the hole punch
+/// outcome, then pings and measures over the direct connection; the listener reports
+/// the hole punch too.
+#[test]
+fn dial_upgrades_to_a_direct_connection() {
+    let (relay, relay_full) = start_relay(7);
+    let (listener, listener_id) = start_listener(8, &relay_full, &[]);
+    let target = format!("{relay_full}/p2p-circuit/p2p/{listener_id}");
+    let (ok, lines, err) = run(&[
+        "dial",
+        &target,
+        "--seed",
+        "9",
+        "--ping",
+        "2",
+        "--perf-up",
+        "100000",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(lines[0]["event"], "connected");
+    assert_eq!(lines[0]["relayed"], true);
+    assert_eq!(lines[1]["event"], "hole_punch", "{lines:?}");
+    let punch = &lines[1];
+    assert_eq!(punch["peer"], listener_id.as_str());
+    assert_eq!(punch["result"], "success", "{punch}");
+    assert_eq!(punch["transport"], "tcp");
+    assert!(punch["attempt"].as_u64().unwrap() >= 1);
+    assert!(punch["elapsed_ms"].is_u64());
+    assert!(
+        punch["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("/ip4/127.0.0.1/tcp/"),
+        "{punch}"
+    );
+    let pings: Vec<_> = lines.iter().filter(|l| l["event"] == "ping").collect();
+    assert_eq!(pings.len(), 2);
+    assert!(pings.iter().all(|p| p["relayed"] == false), "{pings:?}");
+    let perf = lines.iter().find(|l| l["event"] == "perf").expect("perf");
+    assert_eq!(perf["relayed"], false);
+    let theirs = listener.wait("hole_punch", |_| true);
+    assert_eq!(theirs["result"], "success", "{theirs}");
+    drop(relay);
+}
+
+/// A listener that takes no part in hole punching: the dialer's wait ends with a
+/// failure line and it keeps using the relay.
+#[test]
+fn dial_falls_back_to_the_relay() {
+    let (_relay, relay_full) = start_relay(10);
+    let (_listener, listener_id) = start_listener(11, &relay_full, &["--no-punch"]);
+    let target = format!("{relay_full}/p2p-circuit/p2p/{listener_id}");
+    let (ok, lines, err) = run(&[
+        "dial",
+        &target,
+        "--seed",
+        "12",
+        "--ping",
+        "1",
+        "--punch-wait",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    let punch = lines
+        .iter()
+        .find(|l| l["event"] == "hole_punch")
+        .expect("hole_punch line");
+    assert_eq!(punch["result"], "failure");
+    assert_eq!(punch["attempts"], 0);
+    assert!(
+        punch["error"].as_str().unwrap().contains("within 1.0 s"),
+        "{punch}"
+    );
+    let ping = lines.iter().find(|l| l["event"] == "ping").expect("ping");
+    assert_eq!(ping["relayed"], true);
+}
+
+/// Starts `relay serve` on a free loopback port; returns it and its full address.
+fn start_relay(seed: u8) -> (Process, String) {
+    let relay_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let seed = seed.to_string();
+    let relay = Process::start(&["serve", "--seed", &seed, "--listen", &relay_addr]);
+    let relay_id = relay.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (relay, format!("{relay_addr}/p2p/{relay_id}"))
+}
+
+/// Starts `relay listen` reserving on `relay_full`; returns it once its reservation is
+/// accepted, and its peer id.
+fn start_listener(seed: u8, relay_full: &str, extra: &[&str]) -> (Process, String) {
+    let seed = seed.to_string();
+    let mut args = vec!["listen", "--seed", &seed, "--relay", relay_full];
+    args.extend_from_slice(extra);
+    let listener = Process::start(&args);
+    let id = listener.wait("listening", |_| true)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    listener.wait("reservation", |l| l["status"] == "accepted");
+    (listener, id)
 }

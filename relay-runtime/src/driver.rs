@@ -142,6 +142,8 @@ struct Driver<R: Runtime> {
     streams: std::collections::HashMap<StreamRef, StreamEntry>,
     acceptors: std::collections::HashMap<String, mpsc::UnboundedSender<Stream>>,
     dials: std::collections::HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
+    /// Sockets still connecting; a send (or the drop of the driver) abandons the connect.
+    connecting: std::collections::HashMap<ConnectionId, oneshot::Sender<()>>,
     opens: std::collections::HashMap<StreamRef, oneshot::Sender<Result<Stream, Error>>>,
     pings:
         std::collections::HashMap<ConnectionId, VecDeque<oneshot::Sender<Result<Duration, Error>>>>,
@@ -177,6 +179,7 @@ pub(crate) fn start<R: Runtime>(
         streams: Default::default(),
         acceptors: Default::default(),
         dials: Default::default(),
+        connecting: Default::default(),
         opens: Default::default(),
         pings: Default::default(),
         subscribers: Vec::new(),
@@ -559,6 +562,11 @@ impl<R: Runtime> Driver<R> {
                 socket,
                 local,
             } => {
+                self.connecting.remove(&conn);
+                if self.node.connection_info(conn).is_none() {
+                    // The node gave the connection up while it was connecting.
+                    return;
+                }
                 self.attach(conn, socket);
                 self.node.handle_input(
                     now,
@@ -569,6 +577,7 @@ impl<R: Runtime> Driver<R> {
                 );
             }
             SocketEvent::DialFailed { conn, error } => {
+                self.connecting.remove(&conn);
                 self.node.handle_input(
                     now,
                     Input::DialFailed {
@@ -638,11 +647,19 @@ impl<R: Runtime> Driver<R> {
                         let _ = writer.queue.unbounded_send(data);
                     }
                 }
-                Output::Dial { conn, addr } => {
+                Output::Dial { conn, addr, from } => {
                     let mut sockets = self.sockets.clone();
-                    let connect = self.runtime.connect(addr);
+                    let connect = crate::reuse::dial(&self.runtime, addr, from);
+                    let (cancel, cancelled) = oneshot::channel::<()>();
+                    self.connecting.insert(conn, cancel);
                     self.runtime.spawn(Box::pin(async move {
-                        let event = match connect.await {
+                        futures::pin_mut!(connect);
+                        let result = match futures::future::select(connect, cancelled).await {
+                            futures::future::Either::Left((result, _)) => result,
+                            // Abandoned: dropping the connect closes its socket.
+                            futures::future::Either::Right(_) => return,
+                        };
+                        let event = match result {
                             Ok((socket, local)) => SocketEvent::Connected {
                                 conn,
                                 socket,
@@ -655,6 +672,9 @@ impl<R: Runtime> Driver<R> {
                 }
                 Output::Close { conn } => {
                     self.writers.remove(&conn);
+                    if let Some(cancel) = self.connecting.remove(&conn) {
+                        let _ = cancel.send(());
+                    }
                 }
                 Output::Event(event) => self.on_event(event),
             }

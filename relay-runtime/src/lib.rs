@@ -13,6 +13,7 @@
 
 mod driver;
 pub mod perf;
+pub mod reuse;
 mod stream;
 
 use std::future::Future;
@@ -64,7 +65,18 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()>;
     /// Connects to `addr`; returns the socket and its local address.
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>>;
-    /// Binds a TCP listener.
+    /// Connects to `addr` from `local`, a port we listen on: the socket gets
+    /// `SO_REUSEADDR` and `SO_REUSEPORT` before it is bound ([`reuse::bound`]), so it
+    /// shares the listener's port and a NAT maps it as it maps the listener. No other
+    /// port is tried; the driver falls back to [`Runtime::connect`] where the node
+    /// allows it.
+    fn connect_from(
+        &self,
+        local: SocketAddr,
+        addr: SocketAddr,
+    ) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>>;
+    /// Binds a TCP listener with `SO_REUSEADDR` and `SO_REUSEPORT`
+    /// ([`reuse::listener`]), so that dials can go out from its port.
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>>;
 }
 
@@ -92,6 +104,24 @@ pub enum Error {
     /// A socket operation failed.
     #[error("io: {0}")]
     Io(String),
+    /// A hole punch could not start, or ended without a direct connection.
+    #[error("hole punch: {0}")]
+    HolePunch(String),
+}
+
+/// A direct connection a hole punch made ([`Handle::hole_punch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectConnection {
+    /// The relayed connection it upgraded.
+    pub relayed: relay_proto::ConnectionId,
+    /// The direct connection.
+    pub conn: relay_proto::ConnectionId,
+    /// The peer's address on it.
+    pub addr: Multiaddr,
+    /// The attempt that made it (`0`: the direct dial before any exchange).
+    pub attempt: u32,
+    /// Time from the start of the hole punch to the direct connection.
+    pub elapsed: Duration,
 }
 
 /// Configures and starts a node.
@@ -335,6 +365,63 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Ping { peer, reply })?;
         answer.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Upgrades the relayed connection to `peer` to a direct one now (the seed's
+    /// `AttemptHolePunch`, see [`relay_proto::Node::hole_punch`]) and waits for the
+    /// outcome.
+    pub async fn hole_punch(&self, peer: PeerId) -> Result<DirectConnection, Error> {
+        use futures::StreamExt;
+        let mut events = self.events()?;
+        let relayed = self
+            .with_node(move |node, now| node.hole_punch(now, peer))
+            .await?
+            .map_err(|e| Error::HolePunch(e.to_string()))?;
+        while let Some(event) = events.next().await {
+            match event {
+                Event::HolePunchSucceeded {
+                    relayed: r,
+                    attempt,
+                    elapsed,
+                    direct,
+                    addr,
+                    ..
+                } if r == relayed => {
+                    return Ok(DirectConnection {
+                        relayed,
+                        conn: direct,
+                        addr,
+                        attempt,
+                        elapsed,
+                    });
+                }
+                Event::HolePunchFailed {
+                    relayed: r,
+                    attempts,
+                    reason,
+                    ..
+                } if r == relayed => {
+                    return Err(Error::HolePunch(format!(
+                        "{reason} after {attempts} attempt(s)"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Err(Error::NotRunning)
+    }
+
+    /// Enables or disables hole punching (the seed's `EnableHolePunch` and
+    /// `DisableHolePunch`).
+    pub async fn set_hole_punch_enabled(&self, enabled: bool) -> Result<(), Error> {
+        self.with_node(move |node, now| node.set_hole_punch_enabled(now, enabled))
+            .await
+    }
+
+    /// Counts of finished hole punches (the seed's `GetHolePunchStats`).
+    pub async fn hole_punch_stats(&self) -> Result<relay_proto::dcutr::HolePunchStats, Error> {
+        self.with_node(|node, _| node.hole_punch_stats().clone())
+            .await
     }
 
     /// Every node event from now on.

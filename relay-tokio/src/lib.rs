@@ -59,9 +59,26 @@ impl Runtime for Tokio {
         })
     }
 
+    fn connect_from(
+        &self,
+        local: SocketAddr,
+        addr: SocketAddr,
+    ) -> BoxFuture<io::Result<(BoxSocket, SocketAddr)>> {
+        let handle = self.0.clone();
+        Box::pin(async move {
+            let bound = relay_runtime::reuse::bound(local)?;
+            let socket = {
+                let _guard = handle.enter();
+                tokio::net::TcpSocket::from_std_stream(bound.into())
+            };
+            let socket = socket.connect(addr).await?;
+            let local = socket.local_addr()?;
+            Ok((Box::new(socket.compat()) as BoxSocket, local))
+        })
+    }
+
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn Listener>> {
-        let std = std::net::TcpListener::bind(addr)?;
-        std.set_nonblocking(true)?;
+        let std = relay_runtime::reuse::listener(addr)?;
         let _guard = self.0.enter();
         Ok(Box::new(TokioListener(tokio::net::TcpListener::from_std(
             std,
@@ -174,6 +191,22 @@ impl Node {
     /// Every node event from now on.
     pub fn events(&self) -> Result<UnboundedReceiver<Event>, Error> {
         self.0.events()
+    }
+
+    /// Upgrades the relayed connection to `peer` to a direct one now and waits for the
+    /// outcome (the seed's `AttemptHolePunch`).
+    pub async fn hole_punch(&self, peer: PeerId) -> Result<relay_runtime::DirectConnection, Error> {
+        self.0.hole_punch(peer).await
+    }
+
+    /// Enables or disables hole punching.
+    pub async fn set_hole_punch_enabled(&self, enabled: bool) -> Result<(), Error> {
+        self.0.set_hole_punch_enabled(enabled).await
+    }
+
+    /// Counts of finished hole punches.
+    pub async fn hole_punch_stats(&self) -> Result<relay_proto::dcutr::HolePunchStats, Error> {
+        self.0.hole_punch_stats().await
     }
 
     /// Closes all connections to `peer`.

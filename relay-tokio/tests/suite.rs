@@ -20,4 +20,5 @@ on_tokio!(
     wrong_peer_id,
     bad_peers_are_dropped,
     perf_round_trip,
+    hole_punch_on_loopback,
 );

@@ -280,3 +280,110 @@ fn socket_of(node: &Handle) -> SocketAddr {
         .expect("tcp")
         .0
 }
+
+/// Hole punching on loopback: a listener behind a relay and a dialer that reached it
+/// through the relay upgrade to a direct connection (no NAT here, so the punch dials
+/// meet at once); pings and streams then take it, and the relayed connection closes
+/// after its grace period.
+pub async fn hole_punch_on_loopback<R: Runtime>(rt: R) {
+    within(&rt, Duration::from_secs(60), async {
+        let relay = node(&rt, 30, relay_config());
+        let relay_addr = addr_of(&relay);
+        let b = node(&rt, 31, punch_config());
+        serve_echo(&rt, &b);
+        let mut b_events = b.events().unwrap();
+        b.reserve(relay_addr.clone()).await.expect("reservation");
+        let a = node(&rt, 32, punch_config());
+        let mut a_events = a.events().unwrap();
+        let target = relay_addr
+            .with(relay_proto::multiaddr::Protocol::P2pCircuit)
+            .with(relay_proto::multiaddr::Protocol::P2p(b.peer_id()));
+        let peer = a.dial(target).await.expect("relayed dial");
+        assert_eq!(peer, b.peer_id());
+
+        let (relayed, direct) = punch_outcome(&mut a_events).await;
+        let (_, direct_b) = punch_outcome(&mut b_events).await;
+
+        // The direct connection left from (or reached) each side's listen port.
+        for (node, direct, listen) in [(&a, direct, socket_of(&a)), (&b, direct_b, socket_of(&b))] {
+            let info = node
+                .with_node(move |n, _| n.connection_info(direct))
+                .await
+                .unwrap()
+                .expect("direct connection");
+            assert_eq!(info.relay, None);
+            let local = relay_proto::node::addr::parse_tcp(&info.local_addr.unwrap())
+                .unwrap()
+                .0;
+            assert_eq!(local, listen);
+        }
+        // New streams and pings take the direct connection.
+        let preferred = a
+            .with_node(move |n, _| n.preferred_connection(&peer))
+            .await
+            .unwrap();
+        assert_eq!(preferred, Some(direct));
+        a.ping(peer).await.expect("ping over the direct connection");
+        let stream = a.open_stream(peer, ECHO).await.unwrap();
+        assert_eq!(stream.id().conn, direct);
+        assert_eq!(exchange(stream, b"direct").await.unwrap(), b"direct");
+        let stats = a.hole_punch_stats().await.unwrap();
+        assert_eq!((stats.successes, stats.finished), (1, 1));
+
+        // The relayed connection closes after its grace period.
+        loop {
+            match a_events.next().await.expect("node running") {
+                Event::ConnectionClosed {
+                    conn,
+                    relayed: true,
+                    ..
+                } if conn == relayed => break,
+                _ => {}
+            }
+        }
+        a.ping(peer).await.expect("still connected directly");
+        a.shutdown().await;
+        b.shutdown().await;
+        relay.shutdown().await;
+    })
+    .await
+}
+
+fn relay_config() -> Config {
+    Config {
+        relay: Some(relay_proto::hop::RelayConfig {
+            rate: relay_proto::hop::RateLimits::off(),
+            ..Default::default()
+        }),
+        ..Config::default()
+    }
+}
+
+/// Loopback addresses count as hole punch candidates; a short grace period.
+fn punch_config() -> Config {
+    Config {
+        hole_punch: relay_proto::dcutr::HolePunchConfig {
+            allow_loopback_addrs: true,
+            relayed_close_grace: Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// Waits for a hole punch outcome; returns the relayed and the direct connection.
+async fn punch_outcome(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> (relay_proto::ConnectionId, relay_proto::ConnectionId) {
+    loop {
+        match events.next().await.expect("node running") {
+            Event::HolePunchSucceeded {
+                relayed, direct, ..
+            } => return (relayed, direct),
+            Event::HolePunchFailed {
+                attempts, reason, ..
+            } => panic!("hole punch failed after {attempts} attempt(s): {reason}"),
+            _ => {}
+        }
+    }
+}

@@ -264,6 +264,15 @@ pub(crate) struct HolePunchSection {
     pub(crate) enable_dcutr: bool,
     /// Most hole punches in progress at once (10); at least 1.
     pub(crate) concurrent_limit: u32,
+    /// Beyond the seed: whether private addresses (RFC 1918, 100.64/10, IPv6 ULA) are
+    /// hole punch candidates (false).
+    pub(crate) allow_private_addrs: bool,
+    /// Beyond the seed: whether loopback addresses are candidates too, for peers on one
+    /// host (false).
+    pub(crate) allow_loopback_addrs: bool,
+    /// Beyond the seed: how long a relayed connection is kept after a hole punch
+    /// replaced it (1m).
+    pub(crate) relayed_close_grace: GoDuration,
 }
 
 /// `node.relay.monitoring` (seed: 监控配置), plus where to serve metrics.
@@ -407,6 +416,9 @@ impl Default for HolePunchSection {
             enable_tcp_hole_punch: true,
             enable_dcutr: true,
             concurrent_limit: 10,
+            allow_private_addrs: false,
+            allow_loopback_addrs: false,
+            relayed_close_grace: GoDuration::from_secs(60),
         }
     }
 }

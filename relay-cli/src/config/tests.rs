@@ -890,3 +890,36 @@ fn floor_char_boundary(text: &str, mut at: usize) -> usize {
     }
     at
 }
+
+#[test]
+fn hole_punch_section_maps_onto_the_node() {
+    use relay_proto::dcutr::HolePunchConfig;
+    let config = parse(
+        "node:\n  relay:\n    hole_punch:\n      enabled: false\n      max_attempts: 2\n      \
+         attempt_timeout: 3s\n      direct_dial_attempts: 1\n      sync_timeout: 9s\n      \
+         enable_tcp_hole_punch: false\n      enable_dcutr: false\n      concurrent_limit: 4\n      \
+         allow_private_addrs: true\n      allow_loopback_addrs: true\n      \
+         relayed_close_grace: 2s\n",
+    );
+    assert_eq!(
+        config.node_config().hole_punch,
+        HolePunchConfig {
+            enabled: false,
+            max_attempts: 2,
+            attempt_timeout: Duration::from_secs(3),
+            direct_dial_attempts: 1,
+            sync_timeout: Duration::from_secs(9),
+            enable_tcp_hole_punch: false,
+            enable_dcutr: false,
+            concurrent_limit: 4,
+            allow_private_addrs: true,
+            allow_loopback_addrs: true,
+            relayed_close_grace: Duration::from_secs(2),
+            ..HolePunchConfig::default()
+        }
+    );
+    assert_eq!(
+        FileConfig::default().node_config().hole_punch,
+        HolePunchConfig::default()
+    );
+}

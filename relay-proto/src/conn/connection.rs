@@ -29,12 +29,19 @@ const NOISE_FRAME_OVERHEAD: usize = 2 + noise::MAX_FRAME - noise::MAX_PLAINTEXT;
 /// The muxer this stack speaks inside Noise.
 pub const YAMUX_PROTOCOL: &str = "/yamux/1.0.0";
 
-/// Which side of the underlying transport connection we are.
+/// Which side of the underlying transport connection we are, or which side of the
+/// upgrade (security and muxer negotiation) we take.
+///
+/// The two are the same unless a hole punch says otherwise: a TCP simultaneous open
+/// leaves both peers with a socket they dialed, so DCUtR names the one that acts as the
+/// listener of the upgrade (see [`Connection::with_upgrade_role`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
-    /// We dialed: we are the Noise initiator and the Yamux client.
+    /// We dialed: we are the multistream-select dialer, the Noise initiator and the
+    /// Yamux client (odd stream ids).
     Dialer,
-    /// We accepted: we are the Noise responder and the Yamux server.
+    /// We accepted: we are the multistream-select listener, the Noise responder and the
+    /// Yamux server (even stream ids).
     Listener,
 }
 
@@ -269,6 +276,8 @@ enum Phase {
 /// then re-arm the timer from [`Connection::poll_timeout`].
 pub struct Connection {
     endpoint: Endpoint,
+    /// The side we take in the upgrade; `endpoint` unless a hole punch overrides it.
+    upgrade: Endpoint,
     state: State,
     expected_peer: Option<PeerId>,
     upgrade_deadline: Option<Instant>,
@@ -294,6 +303,7 @@ impl std::fmt::Debug for Connection {
         };
         f.debug_struct("Connection")
             .field("endpoint", &self.endpoint)
+            .field("upgrade", &self.upgrade)
             .field("state", &state)
             .finish_non_exhaustive()
     }
@@ -310,10 +320,37 @@ impl Connection {
         config: &ConnectionConfig,
         now: Instant,
     ) -> Self {
+        Self::with_upgrade_role(
+            endpoint,
+            endpoint,
+            identity,
+            expected_peer,
+            rng,
+            config,
+            now,
+        )
+    }
+
+    /// Starts a connection that takes the `upgrade` side of security and muxer
+    /// negotiation whatever its transport `endpoint` (rust-libp2p's role override,
+    /// go-libp2p's simultaneous connect): a hole punch dial acting as
+    /// [`Endpoint::Listener`] waits for the peer's multistream-select header, answers
+    /// the Noise handshake as responder and runs Yamux as server, with even stream ids.
+    /// As an upgrade dialer its first bytes are ready in [`Connection::poll_transmit`].
+    pub fn with_upgrade_role(
+        endpoint: Endpoint,
+        upgrade: Endpoint,
+        identity: &Keypair,
+        expected_peer: Option<PeerId>,
+        rng: &mut Rng,
+        config: &ConnectionConfig,
+        now: Instant,
+    ) -> Self {
         let mut out = Vec::new();
-        let mss = Negotiator::new(endpoint, noise::PROTOCOL, &mut out);
+        let mss = Negotiator::new(upgrade, noise::PROTOCOL, &mut out);
         let mut conn = Connection {
             endpoint,
+            upgrade,
             state: State::Security {
                 mss,
                 identity: Box::new(identity.clone()),
@@ -338,6 +375,12 @@ impl Connection {
     /// Which side of the transport we are.
     pub fn endpoint(&self) -> Endpoint {
         self.endpoint
+    }
+
+    /// Which side of the upgrade we take: [`Connection::endpoint`] unless overridden by
+    /// [`Connection::with_upgrade_role`].
+    pub fn upgrade_role(&self) -> Endpoint {
+        self.upgrade
     }
 
     /// The authenticated remote peer, once the handshake is done.
@@ -559,7 +602,7 @@ impl Connection {
                     let Negotiated::Agreed { rest, .. } = negotiated else {
                         return Ok(());
                     };
-                    let role = match self.endpoint {
+                    let role = match self.upgrade {
                         Endpoint::Dialer => noise::Role::Initiator,
                         Endpoint::Listener => noise::Role::Responder,
                     };
@@ -591,7 +634,7 @@ impl Connection {
                     } = *established;
                     tracing::debug!(peer = %remote_peer, "noise handshake done");
                     self.scratch.clear();
-                    let mss = Negotiator::new(self.endpoint, YAMUX_PROTOCOL, &mut self.scratch);
+                    let mss = Negotiator::new(self.upgrade, YAMUX_PROTOCOL, &mut self.scratch);
                     if !self.scratch.is_empty() {
                         session.encrypt(&self.scratch, &mut self.transmit)?;
                     }
@@ -626,7 +669,7 @@ impl Connection {
                     else {
                         unreachable!("matched above")
                     };
-                    let mode = match self.endpoint {
+                    let mode = match self.upgrade {
                         Endpoint::Dialer => yamux::Mode::Client,
                         Endpoint::Listener => yamux::Mode::Server,
                     };

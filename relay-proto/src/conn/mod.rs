@@ -7,3 +7,6 @@ pub mod recycle;
 pub mod yamux;
 
 pub use connection::{Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint};
+
+#[cfg(test)]
+mod role_tests;

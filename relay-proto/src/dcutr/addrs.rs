@@ -6,7 +6,8 @@
 //! addresses, DNS names, other transports (QUIC comes later) and port 0 are dropped, as
 //! are IPs no peer elsewhere can reach: unspecified, loopback, link-local, multicast,
 //! broadcast, `0.0.0.0/8` and `240.0.0.0/4`. Private ranges (RFC 1918,
-//! `100.64.0.0/10`, IPv6 unique local) count only when allowed. Documentation ranges
+//! `100.64.0.0/10`, IPv6 unique local) count only when allowed, and loopback only in
+//! the [`AddrScope::Loopback`] scope (peers on one host, as in tests). Documentation ranges
 //! count, so that test networks can use them as "public". IPv4-mapped IPv6 addresses
 //! are judged by their IPv4 address. Duplicates are removed, order kept, and at most
 //! [`MAX_CANDIDATES`] are kept.
@@ -18,8 +19,45 @@ use multiaddr::{Multiaddr, Protocol};
 /// Most addresses sent in or taken from one CONNECT.
 pub const MAX_CANDIDATES: usize = 8;
 
+/// Which IP ranges count as candidates; each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrScope {
+    /// Addresses reachable across the internet (documentation ranges included).
+    #[default]
+    Public,
+    /// Also private ranges: RFC 1918, `100.64.0.0/10`, IPv6 unique local.
+    Private,
+    /// Also loopback: peers on one host, as in tests over `127.0.0.1`.
+    Loopback,
+}
+
+impl AddrScope {
+    /// [`AddrScope::Private`] if `allow_private`, else [`AddrScope::Public`].
+    pub fn from_private(allow_private: bool) -> Self {
+        if allow_private {
+            AddrScope::Private
+        } else {
+            AddrScope::Public
+        }
+    }
+
+    /// The narrowest scope that holds `ip`, if any (`None` for unspecified, link-local,
+    /// multicast and reserved addresses).
+    pub fn of(ip: IpAddr) -> Option<Self> {
+        [AddrScope::Public, AddrScope::Private, AddrScope::Loopback]
+            .into_iter()
+            .find(|scope| reachable_in(ip, *scope))
+    }
+}
+
 /// The candidate form of `addr`, or `None` if it is not worth a hole punch.
 pub fn candidate(addr: &Multiaddr, allow_private: bool) -> Option<Multiaddr> {
+    candidate_in(addr, AddrScope::from_private(allow_private))
+}
+
+/// The candidate form of `addr` within `scope`, or `None` if it is not worth a hole
+/// punch.
+pub fn candidate_in(addr: &Multiaddr, scope: AddrScope) -> Option<Multiaddr> {
     let mut iter = addr.iter();
     let ip: IpAddr = match iter.next()? {
         Protocol::Ip4(ip) => ip.into(),
@@ -33,7 +71,7 @@ pub fn candidate(addr: &Multiaddr, allow_private: bool) -> Option<Multiaddr> {
         (None, _) | (Some(Protocol::P2p(_)), None) => {}
         _ => return None,
     }
-    if port == 0 || !reachable(ip, allow_private) {
+    if port == 0 || !reachable_in(ip, scope) {
         return None;
     }
     Some(Multiaddr::empty().with(ip.into()).with(Protocol::Tcp(port)))
@@ -45,12 +83,21 @@ pub fn filter_candidates<'a>(
     addrs: impl IntoIterator<Item = &'a Multiaddr>,
     allow_private: bool,
 ) -> Vec<Multiaddr> {
+    filter_candidates_in(addrs, AddrScope::from_private(allow_private))
+}
+
+/// The candidates among `addrs` within `scope`, in order, without duplicates, at most
+/// [`MAX_CANDIDATES`].
+pub fn filter_candidates_in<'a>(
+    addrs: impl IntoIterator<Item = &'a Multiaddr>,
+    scope: AddrScope,
+) -> Vec<Multiaddr> {
     let mut out: Vec<Multiaddr> = Vec::new();
     for addr in addrs {
         if out.len() == MAX_CANDIDATES {
             break;
         }
-        if let Some(c) = candidate(addr, allow_private)
+        if let Some(c) = candidate_in(addr, scope)
             && !out.contains(&c)
         {
             out.push(c);
@@ -71,46 +118,60 @@ pub fn local_candidates(
 
 /// The peer's candidates from the binary multiaddrs of a CONNECT; undecodable ones are
 /// skipped, as go-libp2p and rust-libp2p do.
-pub(crate) fn remote_candidates(raw: &[Vec<u8>], allow_private: bool) -> Vec<Multiaddr> {
+pub(crate) fn remote_candidates(raw: &[Vec<u8>], scope: AddrScope) -> Vec<Multiaddr> {
     let decoded: Vec<Multiaddr> = raw
         .iter()
         .take(4 * MAX_CANDIDATES)
         .filter_map(|bytes| Multiaddr::try_from(bytes.clone()).ok())
         .collect();
-    filter_candidates(&decoded, allow_private)
+    filter_candidates_in(&decoded, scope)
 }
 
 /// Whether `ip` can be reached from elsewhere: not unspecified, loopback, link-local,
 /// multicast or reserved, and not private unless allowed.
 pub fn reachable(ip: IpAddr, allow_private: bool) -> bool {
+    reachable_in(ip, AddrScope::from_private(allow_private))
+}
+
+/// Whether `ip` is a candidate within `scope`: never unspecified, link-local, multicast
+/// or reserved; private and loopback only in the scopes that include them.
+pub fn reachable_in(ip: IpAddr, scope: AddrScope) -> bool {
     match ip {
-        IpAddr::V4(ip) => reachable_v4(ip, allow_private),
+        IpAddr::V4(ip) => reachable_v4(ip, scope),
         IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => reachable_v4(v4, allow_private),
-            None => reachable_v6(ip, allow_private),
+            Some(v4) => reachable_v4(v4, scope),
+            None => reachable_v6(ip, scope),
         },
     }
 }
 
-fn reachable_v4(ip: Ipv4Addr, allow_private: bool) -> bool {
+fn reachable_v4(ip: Ipv4Addr, scope: AddrScope) -> bool {
     let [a, b, ..] = ip.octets();
     let unroutable = ip.is_unspecified()
-        || ip.is_loopback()
         || ip.is_link_local()
         || ip.is_multicast()
         || ip.is_broadcast()
         || a == 0
         || a >= 240;
     let private = ip.is_private() || (a == 100 && (64..128).contains(&b));
-    !unroutable && (allow_private || !private)
+    !unroutable && in_scope(scope, private, ip.is_loopback())
 }
 
-fn reachable_v6(ip: Ipv6Addr, allow_private: bool) -> bool {
-    let unroutable =
-        ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_unicast_link_local();
+fn reachable_v6(ip: Ipv6Addr, scope: AddrScope) -> bool {
+    let unroutable = ip.is_unspecified() || ip.is_multicast() || ip.is_unicast_link_local();
     // Unique local (fc00::/7) and the deprecated site-local (fec0::/10).
     let private = ip.is_unique_local() || (ip.segments()[0] & 0xffc0) == 0xfec0;
-    !unroutable && (allow_private || !private)
+    !unroutable && in_scope(scope, private, ip.is_loopback())
+}
+
+fn in_scope(scope: AddrScope, private: bool, loopback: bool) -> bool {
+    if loopback {
+        scope >= AddrScope::Loopback
+    } else if private {
+        scope >= AddrScope::Private
+    } else {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -217,8 +278,40 @@ mod tests {
             ma("/ip4/127.0.0.1/tcp/1").to_vec(),
         ];
         assert_eq!(
-            remote_candidates(&raw, false),
+            remote_candidates(&raw, AddrScope::Public),
             vec![ma("/ip4/198.51.100.1/tcp/1")]
         );
+    }
+
+    #[test]
+    fn loopback_only_in_its_scope() {
+        for a in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/127.9.9.9/tcp/1",
+            "/ip6/::1/tcp/1",
+        ] {
+            assert_eq!(candidate_in(&ma(a), AddrScope::Private), None, "{a}");
+            assert_eq!(
+                candidate_in(&ma(a), AddrScope::Loopback),
+                Some(ma(a)),
+                "{a}"
+            );
+        }
+        // The loopback scope holds private and public addresses too, never unroutable ones.
+        assert!(candidate_in(&ma("/ip4/10.0.0.1/tcp/1"), AddrScope::Loopback).is_some());
+        assert!(candidate_in(&ma("/ip4/203.0.113.1/tcp/1"), AddrScope::Loopback).is_some());
+        assert_eq!(
+            candidate_in(&ma("/ip4/0.0.0.0/tcp/1"), AddrScope::Loopback),
+            None
+        );
+        assert_eq!(
+            candidate_in(&ma("/ip6/fe80::1/tcp/1"), AddrScope::Loopback),
+            None
+        );
+        let of = |s: &str| AddrScope::of(s.parse().unwrap());
+        assert_eq!(of("203.0.113.1"), Some(AddrScope::Public));
+        assert_eq!(of("192.168.1.1"), Some(AddrScope::Private));
+        assert_eq!(of("127.0.0.1"), Some(AddrScope::Loopback));
+        assert_eq!(of("0.0.0.0"), None);
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::addrs::AddrScope;
+
 /// Settings of hole punching (seed: `node.relay.hole_punch`).
 ///
 /// `Default` gives the seed's values; the fields the seed does not name follow
@@ -52,6 +54,16 @@ pub struct HolePunchConfig {
     /// to share a private network with us, e.g. one reached through a relay at a private
     /// address. Loopback, link-local and unspecified addresses never count.
     pub allow_private_addrs: bool,
+    /// Whether loopback addresses count as candidates too (false): only for peers on one
+    /// host, as in tests over `127.0.0.1`. The node turns it on for a peer reached
+    /// through a relay at a loopback address. It implies `allow_private_addrs`.
+    pub allow_loopback_addrs: bool,
+    /// How long the node keeps a relayed connection after a direct connection to the
+    /// same peer replaced it (one minute, the grace period go-libp2p's connection
+    /// manager gives a new connection). New streams take the direct connection at once;
+    /// the relayed one closes once the grace period has passed and no application
+    /// stream is left on it. Not used by [`HolePunch`](super::HolePunch) itself.
+    pub relayed_close_grace: Duration,
     /// Whether the initiator takes the client role of the security handshake on its last
     /// attempt, as go-libp2p does (true). See the module documentation.
     pub swap_roles_on_last_attempt: bool,
@@ -70,6 +82,8 @@ impl Default for HolePunchConfig {
             concurrent_limit: 10,
             unilateral_first: true,
             allow_private_addrs: false,
+            allow_loopback_addrs: false,
+            relayed_close_grace: Duration::from_secs(60),
             swap_roles_on_last_attempt: true,
         }
     }
@@ -80,6 +94,16 @@ impl HolePunchConfig {
     /// enabled, at least one attempt allowed, and a transport to punch.
     pub fn exchange_enabled(&self) -> bool {
         self.enabled && self.enable_dcutr && self.enable_tcp_hole_punch && self.max_attempts > 0
+    }
+
+    /// Which IP ranges count as candidates: loopback with `allow_loopback_addrs`, private
+    /// with `allow_private_addrs`, else public only.
+    pub fn scope(&self) -> AddrScope {
+        if self.allow_loopback_addrs {
+            AddrScope::Loopback
+        } else {
+            AddrScope::from_private(self.allow_private_addrs)
+        }
     }
 
     /// How many addresses one dial may take: `direct_dial_attempts`, or every address

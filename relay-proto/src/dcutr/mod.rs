@@ -70,7 +70,8 @@
 //! Candidates are TCP addresses with a routable IP and no `/p2p/` suffix, at most
 //! [`MAX_CANDIDATES`]: ours from identify-observed addresses first, then listen addresses
 //! ([`local_candidates`]); the peer's from its CONNECT, filtered the same way. Private
-//! ranges count only with `allow_private_addrs`. Each attempt dials at most
+//! ranges count only with `allow_private_addrs`, loopback only with
+//! `allow_loopback_addrs` ([`HolePunchConfig::scope`]). Each attempt dials at most
 //! `direct_dial_attempts` of the peer's addresses.
 //!
 //! # Integration
@@ -107,7 +108,10 @@ mod pair;
 #[cfg(test)]
 mod pair_tests;
 
-pub use addrs::{MAX_CANDIDATES, candidate, filter_candidates, local_candidates, reachable};
+pub use addrs::{
+    AddrScope, MAX_CANDIDATES, candidate, candidate_in, filter_candidates, filter_candidates_in,
+    local_candidates, reachable, reachable_in,
+};
 pub use config::HolePunchConfig;
 pub use message::{DcutrError, Message, MessageReader, encode_connect, encode_sync};
 pub use outcome::{Action, FailureReason, Outcome, Role};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use multiaddr::{Multiaddr, Protocol};
 
-use super::addrs::{filter_candidates, remote_candidates};
+use super::addrs::{AddrScope, filter_candidates_in, remote_candidates};
 use super::config::HolePunchConfig;
 use super::message::{DcutrError, Message, MessageReader, encode_connect, encode_sync};
 use super::outcome::{Action, FailureReason, Outcome, Role};
@@ -44,6 +44,8 @@ pub struct HolePunch {
     /// The relay RTT of the latest exchange that measured one.
     rtt: Option<Duration>,
     last_failure: Option<FailureReason>,
+    /// The relayed connection is gone: no exchange can follow.
+    relay_gone: bool,
     actions: VecDeque<Action>,
 }
 
@@ -75,7 +77,10 @@ enum Phase {
     /// A dial is out; awaiting a direct connection.
     Dialing {
         deadline: Option<Instant>,
+        /// Every address dialed, and the addresses whose dial has not failed yet.
+        addrs: Vec<Multiaddr>,
         pending: Vec<Multiaddr>,
+        as_client: bool,
     },
     /// Over.
     Done,
@@ -128,7 +133,7 @@ impl HolePunch {
         now: Instant,
     ) -> Self {
         let our_addrs = if config.enable_tcp_hole_punch {
-            filter_candidates(&our_addrs, config.allow_private_addrs)
+            filter_candidates_in(&our_addrs, config.scope())
         } else {
             Vec::new()
         };
@@ -144,6 +149,7 @@ impl HolePunch {
             reader: MessageReader::default(),
             rtt: None,
             last_failure: None,
+            relay_gone: false,
             actions: VecDeque::new(),
         };
         if !hp.config.enabled {
@@ -155,7 +161,7 @@ impl HolePunch {
         }
         match role {
             Role::Initiator => {
-                let public = filter_candidates(remote_listen_addrs, false);
+                let public = filter_candidates_in(remote_listen_addrs, AddrScope::Public);
                 if hp.config.unilateral_first && !public.is_empty() {
                     tracing::debug!(addrs = ?public, "dcutr: unilateral direct dial first");
                     hp.dial(now, public, true);
@@ -204,6 +210,37 @@ impl HolePunch {
     /// `concurrent_limit` counts.
     pub fn is_active(&self) -> bool {
         !matches!(self.phase, Phase::Idle { .. } | Phase::Done)
+    }
+
+    /// The peer's addresses a direct connection of the current attempt may come from,
+    /// and whether we take the client role of its security handshake, from the moment
+    /// they are known (the peer's CONNECT) until the attempt ends.
+    ///
+    /// The node gives a connection it accepts from one of these addresses this role:
+    /// without a NAT in between the peer's dial may reach our listener before ours
+    /// leaves (or instead of it, the two sharing one address pair), and both sides must
+    /// still take opposite roles.
+    pub fn expected_direct(&self) -> Option<(&[Multiaddr], bool)> {
+        match &self.phase {
+            Phase::Syncing { addrs, .. } => Some((addrs, true)),
+            Phase::Punching { addrs, .. } => Some((addrs, self.initiator_as_client())),
+            Phase::Dialing {
+                addrs, as_client, ..
+            } => Some((addrs, *as_client)),
+            _ => None,
+        }
+    }
+
+    // ----- mutators -----
+
+    /// Replaces our candidates for the exchanges to come (e.g. identify told us a new
+    /// observed address); they are filtered as in [`new`](Self::new).
+    pub fn set_our_addrs(&mut self, addrs: &[Multiaddr]) {
+        self.our_addrs = if self.config.enable_tcp_hole_punch {
+            filter_candidates_in(addrs, self.config.scope())
+        } else {
+            Vec::new()
+        };
     }
 
     // ----- inputs -----
@@ -336,6 +373,29 @@ impl HolePunch {
         }
     }
 
+    /// The relayed connection closed, so no exchange can follow. A dial that is out (or
+    /// due, RTT/2 after SYNC) still decides the current attempt, since its direct
+    /// connection may yet appear; otherwise the hole punch ends now, with the last
+    /// attempt's failure or, if none failed, a protocol error (the stream is gone).
+    pub fn relayed_closed(&mut self, _now: Instant) {
+        if self.is_done() {
+            return;
+        }
+        self.relay_gone = true;
+        self.stream = false;
+        if !matches!(self.phase, Phase::Dialing { .. } | Phase::Punching { .. }) {
+            let reason = self
+                .last_failure
+                .clone()
+                .unwrap_or(FailureReason::ProtocolError(DcutrError::StreamClosed));
+            tracing::debug!(%reason, "dcutr: relayed connection closed");
+            self.finish(Outcome::Failure {
+                attempts: self.attempts,
+                reason,
+            });
+        }
+    }
+
     /// The time from [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.phase.deadline().is_none_or(|d| now < d) {
@@ -400,7 +460,7 @@ impl HolePunch {
 
     /// Initiator: the peer's CONNECT arrived `rtt` after ours. SYNC, then dial RTT/2 later.
     fn on_connect_answer(&mut self, now: Instant, raw: &[Vec<u8>], rtt: Duration) {
-        let addrs = remote_candidates(raw, self.config.allow_private_addrs);
+        let addrs = remote_candidates(raw, self.config.scope());
         if addrs.is_empty() {
             self.attempt_failed(now, FailureReason::NatIncompatible);
             return;
@@ -423,7 +483,7 @@ impl HolePunch {
 
     /// Responder: the peer's CONNECT arrived; answer with ours.
     fn on_connect_request(&mut self, now: Instant, raw: &[Vec<u8>]) {
-        let addrs = remote_candidates(raw, self.config.allow_private_addrs);
+        let addrs = remote_candidates(raw, self.config.scope());
         if addrs.is_empty() || self.our_addrs.is_empty() {
             self.attempt_failed(now, FailureReason::NatIncompatible);
             return;
@@ -461,13 +521,18 @@ impl HolePunch {
             self.phase = phase;
             return;
         };
-        // go-libp2p takes the client role on its last attempt, for peers older than its
-        // v0.41 that took the roles the other way round.
-        let as_client = self.config.swap_roles_on_last_attempt
-            && self.attempts > 1
-            && self.attempts >= self.config.max_attempts;
+        let as_client = self.initiator_as_client();
         tracing::debug!(attempt = self.attempts, as_client, "dcutr: dialing as B");
         self.dial(now, addrs, as_client);
+    }
+
+    /// The security role of the initiator's dial in the current attempt: the server, but
+    /// the client on the last one if `swap_roles_on_last_attempt`, as go-libp2p does for
+    /// peers older than its v0.41 that took the roles the other way round.
+    fn initiator_as_client(&self) -> bool {
+        self.config.swap_roles_on_last_attempt
+            && self.attempts > 1
+            && self.attempts >= self.config.max_attempts
     }
 
     fn dial(&mut self, now: Instant, mut addrs: Vec<Multiaddr>, as_client: bool) {
@@ -479,7 +544,9 @@ impl HolePunch {
         });
         self.phase = Phase::Dialing {
             deadline: after(now, self.config.attempt_timeout),
-            pending: addrs,
+            pending: addrs.clone(),
+            addrs,
+            as_client,
         };
     }
 
@@ -532,6 +599,13 @@ impl HolePunch {
         if self.stream {
             self.actions.push_back(Action::ResetStream);
             self.stream = false;
+        }
+        if self.relay_gone {
+            self.finish(Outcome::Failure {
+                attempts: self.attempts,
+                reason,
+            });
+            return;
         }
         if self.leads && self.attempts == 0 {
             // The unilateral direct dial.
@@ -888,5 +962,114 @@ mod tests {
                 .any(|a| matches!(a, Action::Dial { .. }))
         );
         assert_eq!(hp.poll_timeout(), None);
+    }
+
+    #[test]
+    fn expected_direct_follows_the_exchange() {
+        let t0 = crate::test_now();
+        // Responder: known from the peer's CONNECT, as client, until the attempt ends.
+        let mut a = HolePunch::new(Role::Responder, HolePunchConfig::default(), ours(), &[], t0);
+        assert_eq!(a.expected_direct(), None);
+        a.inbound_stream(t0).unwrap();
+        a.handle_message(t0, &encode_connect(&theirs())).unwrap();
+        assert_eq!(a.expected_direct(), Some((theirs().as_slice(), true)));
+        a.handle_message(t0, &encode_sync()).unwrap();
+        assert_eq!(a.expected_direct(), Some((theirs().as_slice(), true)));
+        a.direct_dial_failed(t0, 1, &theirs()[0], "refused");
+        assert_eq!(a.expected_direct(), None);
+
+        // Initiator: server while waiting RTT/2 and dialing, client on a swapped last attempt.
+        let config = HolePunchConfig {
+            max_attempts: 2,
+            ..Default::default()
+        };
+        let mut b = initiator(config, t0);
+        for (attempt, as_client) in [(1u32, false), (2, true)] {
+            let t = t0 + 100 * MS * attempt;
+            b.stream_opened(t);
+            b.handle_message(t + 10 * MS, &encode_connect(&theirs()))
+                .unwrap();
+            assert_eq!(b.expected_direct(), Some((theirs().as_slice(), as_client)));
+            b.handle_timeout(t + 15 * MS);
+            let dial = drain(&mut b).into_iter().find_map(|a| match a {
+                Action::Dial {
+                    as_client, attempt, ..
+                } => Some((attempt, as_client)),
+                _ => None,
+            });
+            assert_eq!(dial, Some((attempt, as_client)));
+            assert_eq!(b.expected_direct(), Some((theirs().as_slice(), as_client)));
+            b.direct_dial_failed(t + 15 * MS, attempt, &theirs()[0], "refused");
+        }
+        assert!(b.is_done());
+        assert_eq!(b.expected_direct(), None);
+    }
+
+    #[test]
+    fn our_addrs_can_change_between_attempts() {
+        let t0 = crate::test_now();
+        let mut a = HolePunch::new(Role::Responder, HolePunchConfig::default(), vec![], &[], t0);
+        a.set_our_addrs(&[ma("/ip4/127.0.0.1/tcp/1"), ma("/ip4/198.51.100.7/tcp/7")]);
+        assert_eq!(a.our_addrs(), [ma("/ip4/198.51.100.7/tcp/7")]);
+        a.inbound_stream(t0).unwrap();
+        a.handle_message(t0, &encode_connect(&theirs())).unwrap();
+        assert_eq!(
+            drain(&mut a),
+            [Action::Send(encode_connect(&[ma(
+                "/ip4/198.51.100.7/tcp/7"
+            )]))]
+        );
+        let loopback = HolePunchConfig {
+            allow_loopback_addrs: true,
+            ..Default::default()
+        };
+        let b = HolePunch::new(
+            Role::Responder,
+            loopback,
+            vec![ma("/ip4/127.0.0.1/tcp/1")],
+            &[],
+            t0,
+        );
+        assert_eq!(b.our_addrs(), [ma("/ip4/127.0.0.1/tcp/1")]);
+    }
+
+    #[test]
+    fn relayed_close_ends_all_but_a_dial_in_flight() {
+        let t0 = crate::test_now();
+        // Waiting for the peer's CONNECT: over at once.
+        let mut b = initiator(HolePunchConfig::default(), t0);
+        b.stream_opened(t0);
+        drain(&mut b);
+        b.relayed_closed(t0);
+        assert_eq!(
+            drain(&mut b),
+            [Action::Done(Outcome::Failure {
+                attempts: 1,
+                reason: FailureReason::ProtocolError(DcutrError::StreamClosed)
+            })]
+        );
+        // Dialing: the dial still counts, but its failure is final.
+        let mut b = initiator(HolePunchConfig::default(), t0);
+        b.stream_opened(t0);
+        b.handle_message(t0, &encode_connect(&theirs())).unwrap();
+        b.relayed_closed(t0);
+        b.handle_timeout(t0);
+        let actions = drain(&mut b);
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Dial { attempt: 1, .. })
+        ));
+        b.direct_dial_failed(t0, 1, &theirs()[0], "refused");
+        assert_eq!(
+            drain(&mut b),
+            [Action::Done(Outcome::Failure {
+                attempts: 1,
+                reason: FailureReason::DirectDialFailed
+            })]
+        );
+        // A responder that never began ends too.
+        let mut a = HolePunch::new(Role::Responder, HolePunchConfig::default(), ours(), &[], t0);
+        a.relayed_closed(t0);
+        assert!(a.is_done());
     }
 }

@@ -110,6 +110,10 @@ pub(super) enum StreamRole {
     /// Carries the bytes of a relayed connection.
     Carrier { relayed: ConnectionId },
 
+    // ----- hole punching -----
+    /// A DCUtR stream of this (relayed) connection; see `punch.rs`.
+    Dcutr,
+
     // ----- relay server -----
     /// A client's hop request, being read.
     HopIn(MessageReader),

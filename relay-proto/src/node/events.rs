@@ -8,6 +8,7 @@ use multiaddr::Multiaddr;
 use super::{ConnectionId, DialError, ReservationLoss, StreamRef};
 use crate::circuit::limit::Limit;
 use crate::conn::connection::{ConnectionError, Endpoint, OpenError};
+use crate::dcutr::FailureReason;
 use crate::hop::{AbuseKey, CircuitId, HookRequest, LimitKind, Refusal};
 use crate::identify::{self, IdentifyError};
 use crate::identity::PeerId;
@@ -184,6 +185,48 @@ pub enum Event {
         peer: PeerId,
         /// Which limit.
         kind: LimitKind,
+    },
+
+    // ----- hole punching -----
+    /// A hole punch of a relayed connection began an attempt: `0` is the direct dial
+    /// to the peer's public addresses, `1..` the DCUtR exchanges.
+    HolePunchStarted {
+        /// The relayed connection being upgraded.
+        relayed: ConnectionId,
+        /// The remote peer.
+        peer: PeerId,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// A hole punch made a direct connection: new streams to the peer take it, and the
+    /// relayed connection closes after the grace period
+    /// ([`HolePunchConfig::relayed_close_grace`](crate::dcutr::HolePunchConfig)).
+    HolePunchSucceeded {
+        /// The relayed connection it upgraded.
+        relayed: ConnectionId,
+        /// The remote peer.
+        peer: PeerId,
+        /// The attempt that made it; `0` for the direct dial before any exchange.
+        attempt: u32,
+        /// Time from the start of the hole punch to the direct connection.
+        elapsed: Duration,
+        /// The relay round trip measured in that attempt, if one was.
+        rtt: Option<Duration>,
+        /// The direct connection.
+        direct: ConnectionId,
+        /// The peer's address on the direct connection, `/ip4|ip6/.../tcp/PORT`.
+        addr: Multiaddr,
+    },
+    /// A hole punch ended without a direct connection; the relayed connection stays.
+    HolePunchFailed {
+        /// The relayed connection.
+        relayed: ConnectionId,
+        /// The remote peer.
+        peer: PeerId,
+        /// DCUtR exchanges made.
+        attempts: u32,
+        /// Why the last attempt failed, or why none was made.
+        reason: FailureReason,
     },
 
     // ----- relay server -----

@@ -10,12 +10,14 @@
 //!
 //! Files: this one holds the public surface and the connection pump; `conn.rs` the
 //! per-connection state; `streams.rs` the dispatch of stream events to their owners;
-//! `relay.rs` the relay server; `client.rs` the relay client; `addr.rs` address parsing.
+//! `relay.rs` the relay server; `client.rs` the relay client; `punch.rs` hole punching
+//! (DCUtR); `addr.rs` address parsing.
 
 pub mod addr;
 mod client;
 mod conn;
 mod events;
+mod punch;
 mod relay;
 mod streams;
 #[cfg(test)]
@@ -34,6 +36,7 @@ use crate::conn::connection::{
     Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, Protocols,
     StreamError,
 };
+use crate::dcutr::HolePunchConfig;
 use crate::hop::{ConfigError, RelayConfig, Ticket};
 use crate::identify;
 use crate::identity::{Keypair, PeerId};
@@ -46,6 +49,7 @@ use conn::{Conn, StreamRole, Transport};
 pub use client::{ClientConfig, ReservationInfo, ReservationLoss, ReserveError};
 pub use conn::ConnectionInfo;
 pub use events::{CircuitEnd, Event};
+pub use punch::HolePunchError;
 
 /// Identifies one connection of a node; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,6 +92,14 @@ pub struct Config {
     /// Addresses to announce besides the listen addresses (e.g. a public address
     /// behind port forwarding); used in identify and in reservation answers.
     pub external_addrs: Vec<Multiaddr>,
+    /// Hole punching (DCUtR) of relayed connections (the seed's
+    /// `node.relay.hole_punch`); see [`Node::hole_punch`].
+    pub hole_punch: HolePunchConfig,
+    /// Whether TCP dials go out from the port we listen on, with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT` ([`DialFrom::ListenPort`]), as go-libp2p and rust-libp2p dial by
+    /// default (true). Then a NAT maps our connections as it maps our listener, and the
+    /// addresses peers observe (identify) are ones a hole punch can use.
+    pub port_reuse: bool,
 }
 
 impl Default for Config {
@@ -101,6 +113,8 @@ impl Default for Config {
             relay: None,
             client: ClientConfig::default(),
             external_addrs: Vec::new(),
+            hole_punch: HolePunchConfig::default(),
+            port_reuse: true,
         }
     }
 }
@@ -182,6 +196,8 @@ pub enum Output {
         conn: ConnectionId,
         /// Where to connect.
         addr: SocketAddr,
+        /// Which local address to bind the socket to before connecting.
+        from: DialFrom,
     },
     /// Close the socket after writing what was transmitted before.
     Close {
@@ -190,6 +206,31 @@ pub enum Output {
     },
     /// Something the application may want to know.
     Event(Event),
+}
+
+/// Where the socket of an [`Output::Dial`] is bound before it connects.
+///
+/// A runtime that cannot bind a connecting socket (no `SO_REUSEPORT` on its platform)
+/// treats [`DialFrom::ListenPort`] as [`DialFrom::Ephemeral`] and fails a
+/// [`DialFrom::HolePunch`] dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialFrom {
+    /// Any local port the OS picks.
+    Ephemeral,
+    /// This listen address (`0.0.0.0:PORT` or `IP:PORT`), with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT` set before binding (the listener has them too), so that a NAT maps
+    /// the connection as it maps the listener ([`Config::port_reuse`]). If binding or
+    /// connecting from it fails because the address pair is taken (`EADDRINUSE`,
+    /// `EADDRNOTAVAIL`: a connection between the same two ports exists or lingers in
+    /// `TIME_WAIT`), dial again from an ephemeral port.
+    ListenPort(SocketAddr),
+    /// A hole punch dial: this listen address with both options, and no other. Without
+    /// it the NAT mapping the punch relies on is not reused. If the address pair is
+    /// taken, fail the dial: the connection between the two ports that exists is the
+    /// peer's dial, accepted, and it is the one that counts. When the peer dials at the
+    /// same moment (a TCP simultaneous open) the connect completes like any other; the
+    /// node runs the upgrade in the role DCUtR gave, whatever the socket says.
+    HolePunch(SocketAddr),
 }
 
 /// State shared by all connections of a node.
@@ -258,6 +299,7 @@ pub struct Node {
     deadlines: std::collections::BTreeSet<(Instant, StreamRef)>,
     relay: Option<relay::RelayService>,
     client: client::Client,
+    punch: punch::Punches,
     next_conn: u64,
     start: Instant,
     unix_start: u64,
@@ -301,6 +343,9 @@ impl Node {
         if config.client.enabled {
             protocols.insert(crate::circuit::STOP_PROTOCOL);
         }
+        if config.hole_punch.enabled && config.hole_punch.exchange_enabled() {
+            protocols.insert(crate::dcutr::PROTOCOL);
+        }
         Ok(Node {
             shared: Shared {
                 peer_id: keypair.public().to_peer_id(),
@@ -318,6 +363,7 @@ impl Node {
             deadlines: Default::default(),
             relay,
             client: client::Client::default(),
+            punch: punch::Punches::default(),
             next_conn: 0,
             start: now,
             unix_start: unix_now,
@@ -463,6 +509,7 @@ impl Node {
         self.expire_deadlines(now);
         self.relay_timeout(now);
         self.client_timeout(now);
+        self.punch_timeout(now);
         self.run(now);
     }
 
@@ -488,15 +535,25 @@ impl Node {
         local_addr: SocketAddr,
         remote_addr: SocketAddr,
     ) -> Result<ConnectionId, DialError> {
-        let id = self.new_connection(
+        let remote = addr::tcp_multiaddr(remote_addr);
+        // A connection from a peer we are hole punching with takes the role DCUtR gave.
+        let punch = self.punch_inbound(now, &remote);
+        let (upgrade, expected) = punch
+            .as_ref()
+            .map_or((Endpoint::Listener, None), |p| (p.upgrade, Some(p.peer)));
+        let id = self.new_connection_as(
             now,
             Endpoint::Listener,
-            addr::tcp_multiaddr(remote_addr),
-            None,
+            upgrade,
+            remote,
+            expected,
             Transport::Tcp { connected: true },
         )?;
         self.conns.get_mut(&id).expect("just inserted").local_addr =
             Some(addr::tcp_multiaddr(local_addr));
+        if let Some(punch) = punch {
+            self.punch_accepted(id, punch);
+        }
         self.mark(id);
         self.run(now);
         Ok(id)
@@ -643,7 +700,11 @@ impl Node {
         let relay = self.relay.as_ref().and_then(|r| r.policy.poll_timeout());
         let client = self.client.poll_timeout();
         let deadline = self.deadlines.first().map(|(at, _)| *at);
-        [conns, relay, client, deadline].into_iter().flatten().min()
+        let punch = self.punch.poll_timeout();
+        [conns, relay, client, deadline, punch]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- internals -----
@@ -657,11 +718,38 @@ impl Node {
             peer,
             Transport::Tcp { connected: false },
         )?;
+        let from = if self.shared.config.port_reuse {
+            self.listen_port_for(socket)
+                .map_or(DialFrom::Ephemeral, DialFrom::ListenPort)
+        } else {
+            DialFrom::Ephemeral
+        };
         self.shared.outputs.push_back(Output::Dial {
             conn: id,
             addr: socket,
+            from,
         });
         Ok(id)
+    }
+
+    /// The listen address a dial to `target` can go out from: one of the same address
+    /// family, unspecified or on the same side of loopback as `target`, and not `target`
+    /// itself.
+    fn listen_port_for(&self, target: SocketAddr) -> Option<SocketAddr> {
+        let listening: SmallVec<[SocketAddr; 4]> = self
+            .shared
+            .listen_addrs
+            .iter()
+            .filter_map(|a| addr::parse_tcp(a).ok().map(|(s, _)| s))
+            .collect();
+        if listening.contains(&target) {
+            return None;
+        }
+        listening.into_iter().find(|l| {
+            l.port() != 0
+                && l.is_ipv4() == target.is_ipv4()
+                && (l.ip().is_unspecified() || l.ip().is_loopback() == target.ip().is_loopback())
+        })
     }
 
     fn new_connection(
@@ -672,14 +760,29 @@ impl Node {
         expected: Option<PeerId>,
         transport: Transport,
     ) -> Result<ConnectionId, DialError> {
+        self.new_connection_as(now, endpoint, endpoint, remote_addr, expected, transport)
+    }
+
+    /// A new connection on `endpoint`'s side of the transport that takes the `upgrade`
+    /// side of security and muxer negotiation.
+    fn new_connection_as(
+        &mut self,
+        now: Instant,
+        endpoint: Endpoint,
+        upgrade: Endpoint,
+        remote_addr: Multiaddr,
+        expected: Option<PeerId>,
+        transport: Transport,
+    ) -> Result<ConnectionId, DialError> {
         if self.conns.len() >= self.shared.config.max_connections {
             return Err(DialError::ConnectionLimit);
         }
         let id = ConnectionId(self.next_conn);
         self.next_conn += 1;
         let shared = &mut self.shared;
-        let conn = Connection::new(
+        let conn = Connection::with_upgrade_role(
             endpoint,
+            upgrade,
             &shared.keypair,
             expected,
             &mut shared.rng,
@@ -788,6 +891,11 @@ impl Node {
             self.stream_gone(now, StreamRef { conn: id, stream }, role);
         }
         self.client_conn_retired(now, id, error.to_string());
+        let why = c
+            .dial_error
+            .as_ref()
+            .map_or_else(|| error.to_string(), |e| e.to_string());
+        self.punch_retired(now, id, c.peer, c.transport.is_relayed(), &why);
         let event = match (c.peer, c.endpoint) {
             (Some(peer), _) => {
                 if let Some(list) = self.peers.get_mut(&peer) {
@@ -853,6 +961,7 @@ impl Node {
             );
         }
         self.client_connection_established(now, id, peer);
+        self.punch_established(now, id, peer, relayed);
     }
 }
 

@@ -162,6 +162,11 @@ impl Node {
                 self.arm_deadline(now, s, false);
                 StreamRole::StopIn(MessageReader::default())
             }
+            crate::dcutr::PROTOCOL => {
+                self.put_role(s, StreamRole::Dcutr);
+                self.punch_inbound_stream(now, s);
+                return;
+            }
             _ => {
                 let Some(peer) = self.peer_of(s.conn) else {
                     return;
@@ -212,6 +217,11 @@ impl Node {
                 self.client_stream_opened(now, s, role)
             }
             role @ StreamRole::StopOut { .. } => self.relay_stop_opened(now, s, role),
+            StreamRole::Dcutr => {
+                self.put_role(s, StreamRole::Dcutr);
+                self.punch_stream_opened(now, s);
+                None
+            }
             role => Some(role),
         }
     }
@@ -239,6 +249,7 @@ impl Node {
             {
                 self.client_hop_unsupported(now, s, role);
             }
+            StreamRole::Dcutr => self.punch_stream_ended(now, s),
             role => self.stream_gone(now, s, role),
         }
     }
@@ -277,6 +288,7 @@ impl Node {
                             c.agent = Some(info.agent_version.clone());
                         }
                         self.finish_stream(s);
+                        self.punch_identified(now, s.conn, &info);
                         self.shared.emit(Event::Identified {
                             conn: s.conn,
                             peer,
@@ -332,6 +344,11 @@ impl Node {
             | StreamRole::StopOut { .. }) => {
                 return self.relay_stream_data(now, s, role, data);
             }
+            StreamRole::Dcutr => {
+                self.put_role(s, StreamRole::Dcutr);
+                self.punch_stream_data(now, s, &data);
+                return None;
+            }
             role @ (StreamRole::IdentifyPushOut | StreamRole::Discard) => Some(role),
         };
         self.consume(now, s, len);
@@ -369,6 +386,11 @@ impl Node {
                 None
             }
             StreamRole::Splice(splice) => self.relay_splice_finished(now, s, splice),
+            StreamRole::Dcutr => {
+                self.finish_stream(s);
+                self.punch_stream_ended(now, s);
+                None
+            }
             StreamRole::Discard | StreamRole::PingIn(_) | StreamRole::IdentifyPushOut => {
                 self.finish_stream(s);
                 None
@@ -389,6 +411,7 @@ impl Node {
                     c.ping_stream = None;
                 }
             }
+            StreamRole::Dcutr => self.punch_stream_ended(now, s),
             role => self.stream_gone(now, s, role),
         }
     }

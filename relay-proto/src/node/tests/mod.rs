@@ -1,8 +1,14 @@
 //! Node tests over an in-memory network: [`Net`] wires any number of [`Node`]s, delivers
 //! their bytes after a fixed one-way latency, and jumps time to the next event or
 //! timeout, in the manner of quinn-proto's `Pair`.
+//!
+//! Ordinary dials connect at once. Hole punch dials ([`DialFrom::HolePunch`]) send a
+//! SYN that takes the link's latency and meets the node's [`Filter`] (a NAT model):
+//! two SYNs of the same address pair make a TCP simultaneous open, a SYN reaching an
+//! open listener is accepted, and a SYN nobody answers times out.
 
 mod prop;
+mod punch;
 mod relay;
 
 use std::cmp::Reverse;
@@ -13,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use multiaddr::Multiaddr;
 
-use super::{Config, ConnectionId, Event, Input, Node, Output, StreamRef};
+use super::{Config, ConnectionId, DialFrom, Event, Input, Node, Output, StreamRef};
 use crate::identity::{PeerId, keypair_from_seed};
 use crate::map::Map;
 
@@ -26,7 +32,50 @@ pub(super) fn t0() -> Instant {
 enum Delivery {
     Data(Bytes),
     Eof,
+    /// A hole punch dial's SYN from `local` reaches `remote`'s node.
+    Syn {
+        from: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// A hole punch dial whose SYN found no answer gives up.
+    SynTimeout {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// A hole punch dial held back by [`Net::punch_hold`] leaves now.
+    Held {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
 }
+
+/// How a node's side of the network treats direct TCP connections: its NAT, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Filter {
+    /// No NAT: a listener accepts every SYN.
+    #[default]
+    Open,
+    /// A NAT with endpoint-independent mapping and address-and-port-dependent filtering:
+    /// a SYN passes only to a socket that sent one to its source (a simultaneous open).
+    Cone,
+    /// Every SYN to or from the node is lost (e.g. symmetric NATs on both sides).
+    Closed,
+}
+
+/// A dial a node asked for, as the network saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DialRecord {
+    pub(super) at: Instant,
+    pub(super) node: usize,
+    pub(super) conn: ConnectionId,
+    pub(super) local: SocketAddr,
+    pub(super) remote: SocketAddr,
+    pub(super) from: DialFrom,
+}
+
+/// How long an unanswered SYN is retried before the dial fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Nodes on a simulated network.
 pub(super) struct Net {
@@ -39,6 +88,19 @@ pub(super) struct Net {
     seq: u64,
     links: Map<(usize, ConnectionId), (usize, ConnectionId)>,
     next_port: u16,
+    /// Each node's NAT model for hole punch dials.
+    pub(super) filters: Vec<Filter>,
+    /// Extra one-way latency of each node's access link, added to every delivery to or
+    /// from it.
+    pub(super) access: Vec<Duration>,
+    /// How long each node's hole punch dials wait before their SYN leaves (a slow host).
+    pub(super) punch_hold: Vec<Duration>,
+    /// Every dial, in order.
+    pub(super) dials: Vec<DialRecord>,
+    /// The address pair of every socket: `(node, conn)` to `(local, remote)`.
+    sockets: Map<(usize, ConnectionId), (SocketAddr, SocketAddr)>,
+    /// Hole punch dials whose SYN is out: `(local, remote)` to `(node, conn)`.
+    syn_sent: Map<(SocketAddr, SocketAddr), (usize, ConnectionId)>,
 }
 
 impl Net {
@@ -53,6 +115,12 @@ impl Net {
             seq: 0,
             links: Map::default(),
             next_port: 40000,
+            filters: Vec::new(),
+            access: Vec::new(),
+            punch_hold: Vec::new(),
+            dials: Vec::new(),
+            sockets: Map::default(),
+            syn_sent: Map::default(),
         }
     }
 
@@ -70,7 +138,20 @@ impl Net {
         while node.poll_output().is_some() {}
         self.nodes.push(node);
         self.events.push(Vec::new());
+        self.filters.push(Filter::Open);
+        self.access.push(Duration::ZERO);
+        self.punch_hold.push(Duration::ZERO);
         index
+    }
+
+    /// The node that owns `ip`.
+    fn node_at(&self, addr: SocketAddr) -> Option<usize> {
+        (0..self.nodes.len()).find(|&j| self.socket(j).ip() == addr.ip())
+    }
+
+    /// One-way latency from node `from` to node `to`.
+    fn delay(&self, from: usize, to: usize) -> Duration {
+        self.latency + self.access[from] + self.access[to]
     }
 
     pub(super) fn socket(&self, index: usize) -> SocketAddr {
@@ -132,6 +213,26 @@ impl Net {
                     Some(Delivery::Eof) => {
                         self.nodes[to].handle_input(self.now, Input::Closed { conn })
                     }
+                    Some(Delivery::Syn {
+                        from,
+                        local,
+                        remote,
+                    }) => self.syn_arrives(from, to, local, remote),
+                    Some(Delivery::SynTimeout { local, remote })
+                        if self.syn_sent.get(&(local, remote)) == Some(&(to, conn)) =>
+                    {
+                        self.syn_sent.remove(&(local, remote));
+                        self.fail_dial(to, conn, "connection timed out");
+                    }
+                    Some(Delivery::SynTimeout { .. }) => {}
+                    Some(Delivery::Held { local, remote })
+                        if self.pair_taken(to, local, remote) =>
+                    {
+                        self.fail_dial(to, conn, "address not available")
+                    }
+                    Some(Delivery::Held { local, remote }) => {
+                        self.send_syn(to, conn, local, remote)
+                    }
                     None => {}
                 }
                 self.drain(to);
@@ -174,11 +275,141 @@ impl Net {
         }
     }
 
-    fn schedule(&mut self, to: usize, conn: ConnectionId, delivery: Delivery) {
+    fn schedule(&mut self, from: usize, to: usize, conn: ConnectionId, delivery: Delivery) {
+        let at = self.now + self.delay(from, to);
+        self.schedule_at(at, to, conn, delivery);
+    }
+
+    fn schedule_at(&mut self, at: Instant, to: usize, conn: ConnectionId, delivery: Delivery) {
         self.seq += 1;
         self.payloads.insert(self.seq, delivery);
-        self.queue
-            .push(Reverse((self.now + self.latency, self.seq, to, conn)));
+        self.queue.push(Reverse((at, self.seq, to, conn)));
+    }
+
+    /// Whether node `i` has a socket (or a SYN out) on this address pair.
+    fn pair_taken(&self, i: usize, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.syn_sent.contains_key(&(local, remote))
+            || self
+                .sockets
+                .iter()
+                .any(|(&(n, _), &pair)| n == i && pair == (local, remote))
+    }
+
+    fn fail_dial(&mut self, i: usize, conn: ConnectionId, error: &str) {
+        self.nodes[i].handle_input(
+            self.now,
+            Input::DialFailed {
+                conn,
+                error: error.into(),
+            },
+        );
+        self.drain(i);
+    }
+
+    /// Connects node `i`'s socket `conn` with node `j`'s `their`.
+    fn link(
+        &mut self,
+        (i, conn, local): (usize, ConnectionId, SocketAddr),
+        (j, their, remote): (usize, ConnectionId, SocketAddr),
+    ) {
+        self.links.insert((i, conn), (j, their));
+        self.links.insert((j, their), (i, conn));
+        self.sockets.insert((i, conn), (local, remote));
+        self.sockets.insert((j, their), (remote, local));
+    }
+
+    /// A hole punch dial of node `i` sends its SYN.
+    fn send_syn(&mut self, i: usize, conn: ConnectionId, local: SocketAddr, remote: SocketAddr) {
+        let Some(j) = self.node_at(remote) else {
+            self.fail_dial(i, conn, "no route to host");
+            return;
+        };
+        self.syn_sent.insert((local, remote), (i, conn));
+        self.schedule(
+            i,
+            j,
+            conn,
+            Delivery::Syn {
+                from: i,
+                local,
+                remote,
+            },
+        );
+        self.schedule_at(
+            self.now + CONNECT_TIMEOUT,
+            i,
+            conn,
+            Delivery::SynTimeout { local, remote },
+        );
+    }
+
+    /// The SYN of node `i`'s dial from `local` reaches `remote` on node `j`.
+    fn syn_arrives(&mut self, i: usize, j: usize, local: SocketAddr, remote: SocketAddr) {
+        let Some(&(_, conn)) = self.syn_sent.get(&(local, remote)) else {
+            return; // the dial gave up
+        };
+        if self.filters[i] == Filter::Closed || self.filters[j] == Filter::Closed {
+            return; // lost; the dial times out
+        }
+        if let Some((_, their)) = self.syn_sent.remove(&(remote, local)) {
+            // Node `j` dialed us from `remote` too: a TCP simultaneous open.
+            self.syn_sent.remove(&(local, remote));
+            self.link((i, conn, local), (j, their, remote));
+            for (n, c, l) in [(i, conn, local), (j, their, remote)] {
+                self.nodes[n].handle_input(
+                    self.now,
+                    Input::Connected {
+                        conn: c,
+                        local_addr: l,
+                    },
+                );
+                self.drain(n);
+            }
+            return;
+        }
+        if self.filters[j] == Filter::Cone {
+            return; // unsolicited: dropped by the NAT
+        }
+        self.syn_sent.remove(&(local, remote));
+        if remote != self.socket(j) || self.pair_taken(j, remote, local) {
+            self.fail_dial(i, conn, "connection refused");
+            return;
+        }
+        let Ok(their) = self.nodes[j].accept(self.now, remote, local) else {
+            self.fail_dial(i, conn, "connection reset");
+            return;
+        };
+        self.link((i, conn, local), (j, their, remote));
+        self.drain(j);
+        self.nodes[i].handle_input(
+            self.now,
+            Input::Connected {
+                conn,
+                local_addr: local,
+            },
+        );
+        self.drain(i);
+    }
+
+    /// An ordinary dial of node `i`: connected (or refused) at once.
+    fn dial_now(&mut self, i: usize, conn: ConnectionId, local: SocketAddr, addr: SocketAddr) {
+        let target = (0..self.nodes.len()).find(|&j| self.socket(j) == addr);
+        let Some(j) = target else {
+            self.fail_dial(i, conn, "connection refused");
+            return;
+        };
+        let Ok(their) = self.nodes[j].accept(self.now, addr, local) else {
+            return;
+        };
+        self.link((i, conn, local), (j, their, addr));
+        self.nodes[i].handle_input(
+            self.now,
+            Input::Connected {
+                conn,
+                local_addr: local,
+            },
+        );
+        self.drain(j);
     }
 
     /// Moves node `i`'s outputs onto the network.
@@ -187,41 +418,55 @@ impl Net {
             match output {
                 Output::Transmit { conn, data } => {
                     if let Some(&(to, their)) = self.links.get(&(i, conn)) {
-                        self.schedule(to, their, Delivery::Data(data));
+                        self.schedule(i, to, their, Delivery::Data(data));
                     }
                 }
-                Output::Dial { conn, addr } => {
-                    let target = (0..self.nodes.len()).find(|&j| self.socket(j) == addr);
-                    let Some(j) = target else {
-                        self.nodes[i].handle_input(
-                            self.now,
-                            Input::DialFailed {
-                                conn,
-                                error: "connection refused".into(),
-                            },
-                        );
-                        continue;
-                    };
+                Output::Dial { conn, addr, from } => {
                     self.next_port += 1;
-                    let local = SocketAddr::from(([10, 0, 0, i as u8 + 1], self.next_port));
-                    let Ok(their) = self.nodes[j].accept(self.now, addr, local) else {
-                        continue;
+                    let ephemeral = SocketAddr::from(([10, 0, 0, i as u8 + 1], self.next_port));
+                    let local = match from {
+                        DialFrom::Ephemeral => ephemeral,
+                        DialFrom::ListenPort(l) | DialFrom::HolePunch(l) => {
+                            SocketAddr::new(self.socket(i).ip(), l.port())
+                        }
                     };
-                    self.links.insert((i, conn), (j, their));
-                    self.links.insert((j, their), (i, conn));
-                    self.nodes[i].handle_input(
-                        self.now,
-                        Input::Connected {
-                            conn,
-                            local_addr: local,
-                        },
-                    );
-                    self.drain(j);
+                    self.dials.push(DialRecord {
+                        at: self.now,
+                        node: i,
+                        conn,
+                        local,
+                        remote: addr,
+                        from,
+                    });
+                    let taken = self.pair_taken(i, local, addr);
+                    match from {
+                        DialFrom::HolePunch(_) if taken => {
+                            self.fail_dial(i, conn, "address not available")
+                        }
+                        DialFrom::HolePunch(_) if self.punch_hold[i] > Duration::ZERO => {
+                            let at = self.now + self.punch_hold[i];
+                            self.schedule_at(
+                                at,
+                                i,
+                                conn,
+                                Delivery::Held {
+                                    local,
+                                    remote: addr,
+                                },
+                            );
+                        }
+                        DialFrom::HolePunch(_) => self.send_syn(i, conn, local, addr),
+                        DialFrom::ListenPort(_) if taken => self.dial_now(i, conn, ephemeral, addr),
+                        _ => self.dial_now(i, conn, local, addr),
+                    }
                 }
                 Output::Close { conn } => {
+                    self.sockets.remove(&(i, conn));
+                    self.syn_sent.retain(|_, v| *v != (i, conn));
                     if let Some((to, their)) = self.links.remove(&(i, conn)) {
                         self.links.remove(&(to, their));
-                        self.schedule(to, their, Delivery::Eof);
+                        self.sockets.remove(&(to, their));
+                        self.schedule(i, to, their, Delivery::Eof);
                     }
                 }
                 Output::Event(event) => {

@@ -1,0 +1,118 @@
+//! The upgrade role override: two sockets that both dialed (a TCP simultaneous open)
+//! still make one connection when one side takes the listener's part of the upgrade.
+
+use std::time::{Duration, Instant};
+
+use super::connection::{
+    Connection, ConnectionConfig, ConnectionError, ConnectionEvent, Endpoint, Protocols,
+};
+use crate::identity::keypair_from_seed;
+use crate::rng::Rng;
+
+fn connection(seed: u8, endpoint: Endpoint, upgrade: Endpoint, now: Instant) -> Connection {
+    let mut rng = Rng::from_seed([seed; 32]);
+    Connection::with_upgrade_role(
+        endpoint,
+        upgrade,
+        &keypair_from_seed(seed),
+        None,
+        &mut rng,
+        &ConnectionConfig::default(),
+        now,
+    )
+}
+
+/// Moves bytes both ways until neither side has any; returns each side's events.
+fn pump(
+    a: &mut Connection,
+    b: &mut Connection,
+    now: Instant,
+) -> (Vec<ConnectionEvent>, Vec<ConnectionEvent>) {
+    let mut protocols = Protocols::default();
+    protocols.insert("/test/1");
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    loop {
+        let to_b = a.poll_transmit();
+        let to_a = b.poll_transmit();
+        if to_a.is_none() && to_b.is_none() {
+            break;
+        }
+        if let Some(bytes) = to_b {
+            b.handle_input(now, &bytes, &protocols);
+        }
+        if let Some(bytes) = to_a {
+            a.handle_input(now, &bytes, &protocols);
+        }
+        ea.extend(std::iter::from_fn(|| a.poll_event()));
+        eb.extend(std::iter::from_fn(|| b.poll_event()));
+    }
+    (ea, eb)
+}
+
+fn established(events: &[ConnectionEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::Established { .. }))
+}
+
+#[test]
+fn both_dialed_one_upgrades_as_listener() {
+    let now = crate::test_now();
+    let mut a = connection(1, Endpoint::Dialer, Endpoint::Dialer, now);
+    let mut b = connection(2, Endpoint::Dialer, Endpoint::Listener, now);
+    assert_eq!(b.endpoint(), Endpoint::Dialer);
+    assert_eq!(b.upgrade_role(), Endpoint::Listener);
+    assert!(b.poll_transmit().is_none(), "an upgrade listener waits");
+    let (ea, eb) = pump(&mut a, &mut b, now);
+    assert!(established(&ea) && established(&eb));
+    assert_eq!(
+        a.remote_peer(),
+        Some(keypair_from_seed(2).public().to_peer_id())
+    );
+    assert_eq!(
+        b.remote_peer(),
+        Some(keypair_from_seed(1).public().to_peer_id())
+    );
+    // Yamux ids follow the upgrade role: odd for the client, even for the server.
+    let sa = a.open_stream(vec!["/test/1".into()]).unwrap();
+    let sb = b.open_stream(vec!["/test/1".into()]).unwrap();
+    assert_eq!((sa.0 % 2, sb.0 % 2), (1, 0));
+    let (ea, eb) = pump(&mut a, &mut b, now);
+    for (events, mine, theirs) in [(&ea, sa, sb), (&eb, sb, sa)] {
+        assert!(events.contains(&ConnectionEvent::OutboundStream {
+            stream: mine,
+            protocol: "/test/1".into()
+        }));
+        assert!(events.contains(&ConnectionEvent::InboundStream {
+            stream: theirs,
+            protocol: "/test/1".into()
+        }));
+    }
+}
+
+#[test]
+fn an_accepted_socket_can_upgrade_as_dialer() {
+    let now = crate::test_now();
+    let mut a = connection(3, Endpoint::Listener, Endpoint::Dialer, now);
+    let mut b = connection(4, Endpoint::Dialer, Endpoint::Listener, now);
+    let (ea, eb) = pump(&mut a, &mut b, now);
+    assert!(established(&ea) && established(&eb));
+    assert_eq!(a.endpoint(), Endpoint::Listener);
+    assert_eq!(a.open_stream(vec!["/test/1".into()]).unwrap().0 % 2, 1);
+}
+
+#[test]
+fn two_upgrade_listeners_wait_until_the_upgrade_timeout() {
+    let now = crate::test_now();
+    let mut a = connection(5, Endpoint::Dialer, Endpoint::Listener, now);
+    let mut b = connection(6, Endpoint::Dialer, Endpoint::Listener, now);
+    let (ea, eb) = pump(&mut a, &mut b, now);
+    assert!(ea.is_empty() && eb.is_empty(), "neither speaks first");
+    let later = now + ConnectionConfig::default().upgrade_timeout + Duration::from_millis(1);
+    assert!(a.poll_timeout().is_some_and(|t| t <= later));
+    a.handle_timeout(later);
+    assert_eq!(
+        a.poll_event(),
+        Some(ConnectionEvent::Closed(ConnectionError::UpgradeTimeout))
+    );
+}
