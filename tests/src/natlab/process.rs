@@ -137,6 +137,13 @@ impl Process {
         &self.seen
     }
 
+    /// Every line read so far with the time it was read, including any that arrived
+    /// since the last wait.
+    pub fn timed_events(&mut self) -> Vec<(Instant, Value)> {
+        self.events();
+        self.seen_at.iter().copied().zip(self.seen.iter().cloned()).collect()
+    }
+
     /// The end of what the program wrote to standard error so far.
     pub fn stderr(&self) -> String {
         self.stderr
