@@ -2,7 +2,8 @@
 //! NAT lab, `PUNCH_TRIALS` hole punches (default 50) by our pair of peers and by a pair
 //! of rust-libp2p 0.57 peers, side by side in the same lab, and a table of the success
 //! rate, the share of successes on the first attempt, and the time from the relayed
-//! connection to the direct one, in milliseconds and in relayed round trips.
+//! connection to the direct one, in milliseconds and in relayed round trips (for
+//! failures: the reasons, and how long until the first peer reported one).
 //!
 //! ```text
 //! sudo cargo bench -p relay-tests --bench punch_lab
@@ -55,6 +56,8 @@ struct Tally {
     first_attempt: u32,
     /// Relayed connection to direct connection, per success.
     times: Vec<Duration>,
+    /// Relayed connection to the first failure report, per failure.
+    give_up: Vec<Duration>,
     /// Failure reasons (as reported) and how often.
     failures: BTreeMap<String, u32>,
     /// Trials that broke before the hole punch (setup errors).
@@ -72,7 +75,10 @@ impl Tally {
                 }
                 self.times.push(after);
             }
-            Ok(Outcome::Relayed { by, error, .. }) => {
+            Ok(Outcome::Relayed {
+                by, error, after, ..
+            }) => {
+                self.give_up.push(after);
                 *self
                     .failures
                     .entry(format!("{by}: {}", shorten(&error)))
@@ -295,6 +301,16 @@ fn print_table(
         );
         for (reason, count) in &tally.failures {
             println!("{:<40} failed x{count}: {reason}", "");
+        }
+        if !tally.give_up.is_empty() {
+            let mut s: Vec<f64> = tally.give_up.iter().map(Duration::as_secs_f64).collect();
+            s.sort_by(f64::total_cmp);
+            println!(
+                "{:<40} failure reported after (s): median {:.1} / max {:.1}",
+                "",
+                median(&s),
+                quantile(&s, 1.0)
+            );
         }
         for (error, count) in &tally.errors {
             println!("{:<40} trial error x{count}: {error}", "");

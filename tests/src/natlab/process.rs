@@ -141,7 +141,11 @@ impl Process {
     /// since the last wait.
     pub fn timed_events(&mut self) -> Vec<(Instant, Value)> {
         self.events();
-        self.seen_at.iter().copied().zip(self.seen.iter().cloned()).collect()
+        self.seen_at
+            .iter()
+            .copied()
+            .zip(self.seen.iter().cloned())
+            .collect()
     }
 
     /// The end of what the program wrote to standard error so far.

@@ -157,6 +157,8 @@ pub enum Outcome {
         attempts: Option<u64>,
         /// Its reason.
         error: String,
+        /// From the dialer's `connected` (relayed) line to the failure's line.
+        after: Duration,
     },
 }
 
@@ -426,6 +428,7 @@ fn parse_outcome(line: &Value, by: &'static str, after: Duration) -> Result<Outc
             by,
             attempts: line["attempts"].as_u64(),
             error: line["error"].as_str().unwrap_or_default().to_owned(),
+            after,
         }),
         _ => Err(LabError::Invalid(format!(
             "the {by} printed a `hole_punch` line without a known result: {line}"
