@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use relay_tests::natlab::{
-    Binaries, Lab, LabError, Nat, Outcome, Pair, PunchLab, Stack, Trial, TrialOptions, relay_binary,
+    Binaries, Host, Lab, LabError, Nat, Outcome, Pair, PunchLab, Stack, Trial, TrialOptions,
+    relay_binary,
 };
 
 /// Builds a lab with `nat` on both routers, or prints the skip line and returns `None`
@@ -57,7 +58,11 @@ fn pairs() -> Vec<Pair> {
 
 /// Runs one trial of every pair in a lab with `nat` on both routers, checks each with
 /// `check`, and fails with every pair's problem at once.
-fn every_pair(nat: Nat, options: &TrialOptions, check: impl Fn(&Trial) -> Result<(), String>) {
+fn every_pair(
+    nat: Nat,
+    options: &TrialOptions,
+    check: impl Fn(&PunchLab<'_>, &Trial) -> Result<(), String>,
+) {
     let Some(lab) = lab(nat) else {
         return;
     };
@@ -65,14 +70,15 @@ fn every_pair(nat: Nat, options: &TrialOptions, check: impl Fn(&Trial) -> Result
     let mut problems = Vec::new();
     for (slot, pair) in (0..).zip(pairs()) {
         match punch.trial(slot, pair, options) {
-            Ok(trial) => {
+            Ok(mut trial) => {
                 println!(
                     "natlab: {nat}: {pair}: {:?}; pings {:?}",
                     trial.outcome, trial.pings
                 );
-                if let Err(problem) = check(&trial) {
+                if let Err(problem) = check(&punch, &trial) {
                     problems.push(format!(
-                        "{pair}: {problem}\n  dialer stderr:\n{}\n  listener stderr:\n{}",
+                        "{pair}: {problem}\n  events:\n{}  dialer stderr:\n{}\n  listener stderr:\n{}",
+                        trial.timeline(),
                         tail(&trial.dialer.stderr()),
                         tail(&trial.listener.stderr())
                     ));
@@ -81,7 +87,12 @@ fn every_pair(nat: Nat, options: &TrialOptions, check: impl Fn(&Trial) -> Result
             Err(e) => problems.push(format!("{pair}: {e}")),
         }
     }
-    assert!(problems.is_empty(), "{nat}:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{nat}:\n{}\nrelay stderr:\n{}",
+        problems.join("\n"),
+        tail(&punch.relay_stderr())
+    );
 }
 
 fn tail(text: &str) -> &str {
@@ -92,47 +103,39 @@ fn tail(text: &str) -> &str {
     &text[start..]
 }
 
-/// A direct connection, and every ping over it no faster than the lab's direct path.
-fn punched(punch_floor: Duration) -> impl Fn(&Trial) -> Result<(), String> {
-    move |trial| {
-        let Outcome::Direct { addr, .. } = &trial.outcome else {
-            return Err(format!("no direct connection: {:?}", trial.outcome));
-        };
-        // The dialer reached B at router B's public address, not through the relay.
-        if !addr.starts_with("/ip4/10.77.3.2/tcp/") {
-            return Err(format!("the direct connection is to {addr}"));
-        }
-        if trial.pings.is_empty() || trial.pings.iter().any(|p| p.relayed) {
-            return Err(format!("pings not all direct: {:?}", trial.pings));
-        }
-        let floor = punch_floor.as_secs_f64() * 1000.0 - 1.0;
-        if let Some(p) = trial.pings.iter().find(|p| p.rtt_ms < floor) {
-            return Err(format!(
-                "a ping took {} ms, under the path's {floor} ms",
-                p.rtt_ms
-            ));
-        }
-        Ok(())
+/// A direct connection to router B's public address, and every ping over it, none
+/// faster than the delays of the direct path allow.
+fn punched(punch: &PunchLab<'_>, trial: &Trial) -> Result<(), String> {
+    let Outcome::Direct { addr, .. } = &trial.outcome else {
+        return Err(format!("no direct connection: {:?}", trial.outcome));
+    };
+    let expected = format!("/ip4/{}/tcp/", punch.lab().public_addr(Host::B));
+    if !addr.starts_with(&expected) {
+        return Err(format!(
+            "the direct connection is to {addr}, not {expected}..."
+        ));
     }
+    if trial.pings.is_empty() || trial.pings.iter().any(|p| p.relayed) {
+        return Err(format!("pings not all direct: {:?}", trial.pings));
+    }
+    let floor = punch.direct_rtt().as_secs_f64() * 1000.0 - 1.0;
+    if let Some(p) = trial.pings.iter().find(|p| p.rtt_ms < floor) {
+        return Err(format!(
+            "a ping took {} ms, under the path's {floor} ms",
+            p.rtt_ms
+        ));
+    }
+    Ok(())
 }
-
-/// The direct path's RTT with the lab's default delays: each router's 100 ms.
-const DIRECT_RTT: Duration = Duration::from_millis(200);
-/// The relayed path's: A to the relay and the relay to B, 125 ms each.
-const RELAYED_RTT: Duration = Duration::from_millis(250);
 
 #[test]
 fn port_restricted_cones_punch_and_ping_directly() {
-    every_pair(
-        Nat::PortRestricted,
-        &TrialOptions::default(),
-        punched(DIRECT_RTT),
-    );
+    every_pair(Nat::PortRestricted, &TrialOptions::default(), punched);
 }
 
 #[test]
 fn full_cones_punch_and_ping_directly() {
-    every_pair(Nat::FullCone, &TrialOptions::default(), punched(DIRECT_RTT));
+    every_pair(Nat::FullCone, &TrialOptions::default(), punched);
 }
 
 #[test]
@@ -145,7 +148,7 @@ fn symmetric_nats_fall_back_and_keep_pinging_over_the_relay() {
         rust_punch_timeout: Some(Duration::from_secs(15)),
         ..TrialOptions::default()
     };
-    every_pair(Nat::Symmetric, &options, |trial| {
+    every_pair(Nat::Symmetric, &options, |punch, trial| {
         if trial.outcome.is_direct() {
             return Err(format!(
                 "a direct connection through symmetric NATs: {:?}",
@@ -155,7 +158,7 @@ fn symmetric_nats_fall_back_and_keep_pinging_over_the_relay() {
         if trial.pings.is_empty() || trial.pings.iter().any(|p| !p.relayed) {
             return Err(format!("pings not all relayed: {:?}", trial.pings));
         }
-        let floor = RELAYED_RTT.as_secs_f64() * 1000.0 - 1.0;
+        let floor = punch.relayed_rtt().as_secs_f64() * 1000.0 - 1.0;
         if let Some(p) = trial.pings.iter().find(|p| p.rtt_ms < floor) {
             return Err(format!(
                 "a relayed ping took {} ms, under the path's {floor} ms",

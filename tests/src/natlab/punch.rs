@@ -196,6 +196,37 @@ pub struct Trial {
     pub listener: Process,
 }
 
+impl Trial {
+    /// Both peers' output lines so far, merged in the order they were read, each with
+    /// its time in milliseconds since the listener's first line: what happened when,
+    /// for a failure message.
+    pub fn timeline(&mut self) -> String {
+        let mut lines: Vec<(Instant, &str, Value)> = self
+            .listener
+            .timed_events()
+            .into_iter()
+            .map(|(at, line)| (at, "listener", line))
+            .chain(
+                self.dialer
+                    .timed_events()
+                    .into_iter()
+                    .map(|(at, line)| (at, "dialer", line)),
+            )
+            .collect();
+        lines.sort_by_key(|(at, _, _)| *at);
+        let Some(start) = lines.first().map(|(at, _, _)| *at) else {
+            return String::new();
+        };
+        lines
+            .iter()
+            .map(|(at, who, line)| {
+                let ms = at.saturating_duration_since(start).as_secs_f64() * 1000.0;
+                format!("{ms:9.1} ms {who:<8} {line}\n")
+            })
+            .collect()
+    }
+}
+
 /// A lab with a relay running: where trials take place. Trials may run on several
 /// threads at once when each has its own slot number (see [`PunchLab::trial`]).
 #[derive(Debug)]
@@ -258,6 +289,11 @@ impl<'lab> PunchLab<'lab> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .stderr()
+    }
+
+    /// The lab the trials run in.
+    pub fn lab(&self) -> &Lab {
+        self.lab
     }
 
     /// The round-trip time of the relayed path between A and B that the lab's delays
