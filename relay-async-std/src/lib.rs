@@ -150,6 +150,13 @@ impl Builder {
         self
     }
 
+    /// Offers AutoRelay relay candidates from `source` (see
+    /// [`relay_runtime::PeerSource`]).
+    pub fn peer_source(mut self, source: impl relay_runtime::PeerSource) -> Self {
+        self.inner = self.inner.peer_source(source);
+        self
+    }
+
     /// Spawns the node's tasks with this runtime (e.g. one using async-std's spawner).
     pub fn runtime(mut self, runtime: AsyncIo) -> Self {
         self.runtime = Some(runtime);

@@ -28,6 +28,8 @@ on_async_std!(
     bad_peers_are_dropped,
     perf_round_trip,
     hole_punch_on_loopback,
+    auto_relay_with_peer_source,
+    auto_relay_not_enabled,
 );
 
 #[test]

@@ -18,6 +18,7 @@
 
 // Used by `relay serve` once it is wired; until then only the tests use all of it.
 
+mod auto_relay;
 pub(crate) mod duration;
 mod schema;
 mod text;

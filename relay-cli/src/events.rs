@@ -166,6 +166,7 @@ pub(crate) fn to_json(event: &Event) -> Option<Value> {
             "error": reason.to_string(),
             "reason": reason.as_str(),
         }),
+        Event::AutoRelay(event) => crate::autorelay::to_json(event),
         Event::RelayAbuse { key, ban } => json!({
             "event": "relay_abuse",
             "key": format!("{key:?}"),

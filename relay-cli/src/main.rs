@@ -4,6 +4,7 @@
 //! with an `"event"` field (see CONTRACT.md). Errors are one line on stderr and a
 //! non-zero exit status.
 
+mod autorelay;
 mod config;
 mod events;
 mod hook;
@@ -13,6 +14,7 @@ mod output;
 mod punch;
 mod run;
 mod serve;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -38,6 +40,8 @@ enum Command {
     Listen(ListenArgs),
     /// Connects to a peer (directly or through a relay), pings and measures, and exits.
     Dial(DialArgs),
+    /// Runs a simulator scenario file: relay-proto nodes on simulated hosts and NATs.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Where the node's identity comes from.
@@ -97,12 +101,20 @@ struct ListenArgs {
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
     /// A relay to keep a reservation on (`/ip4/.../tcp/PORT/p2p/RELAY`); may repeat.
-    /// With a relay and no --listen, the node listens on an OS-chosen port (hole
-    /// punches dial from it).
+    /// AutoRelay keeps them (one reservation each unless --max-relays says fewer) and
+    /// replaces one that fails. With relays and no --listen, the node listens on an
+    /// OS-chosen port (hole punches dial from it).
     #[arg(long = "relay", value_name = "MULTIADDR")]
     relays: Vec<Multiaddr>,
-    /// A YAML file with the seed's `node.relay` schema; its `hole_punch` section (and
-    /// the node's connection settings) apply.
+    /// Let AutoRelay also choose relays it meets (peers announcing the hop protocol).
+    #[arg(long)]
+    auto_relay: bool,
+    /// The most reservations kept at once (the seed's `max_relay_peers`).
+    #[arg(long, value_name = "N")]
+    max_relays: Option<usize>,
+    /// A YAML file with the seed's schema: `node.listen`, `node.key_file`, ping
+    /// settings and `node.relay.auto_relay` (see config/listener.autorelay.yaml); the
+    /// flags add to it.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Take no part in hole punching.
@@ -166,6 +178,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run::block_on(serve::serve(args)),
         Command::Listen(args) => run::block_on(run::listen(args)),
         Command::Dial(args) => run::block_on(run::dial(args)),
+        Command::Simulate(args) => simulate::simulate(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

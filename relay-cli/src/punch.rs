@@ -34,6 +34,13 @@ pub(crate) fn node_config(
         None => FileConfig::default(),
     };
     let mut config = file.node_config();
+    adjust(&mut config, relays, no_punch);
+    Ok(config)
+}
+
+/// Turns hole punching off with `--no-punch`, and widens the candidates to the
+/// relays' private or loopback ranges (see [`node_config`]).
+pub(crate) fn adjust(config: &mut Config, relays: &[Multiaddr], no_punch: bool) {
     let punch = &mut config.hole_punch;
     if no_punch {
         punch.enabled = false;
@@ -45,7 +52,6 @@ pub(crate) fn node_config(
             _ => {}
         }
     }
-    Ok(config)
 }
 
 /// The IP of a relay address, `/ip4|ip6/.../tcp/PORT/p2p/RELAY[/p2p-circuit/...]`.

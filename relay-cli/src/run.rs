@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::output::emit;
-use crate::{DialArgs, ListenArgs, events, identity, punch};
+use crate::{DialArgs, ListenArgs, autorelay, events, identity, punch};
 
 /// The echo protocol `relay listen` answers, for tests and scripts.
 pub(crate) const ECHO_PROTOCOL: &str = "/echo/1.0.0";
@@ -37,7 +37,10 @@ pub(crate) async fn hold(seconds: Option<f64>) {
 }
 
 /// The sockets of `--listen` arguments, or the default when none is given.
-fn listen_sockets(addrs: &[Multiaddr], default: bool) -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn listen_sockets(
+    addrs: &[Multiaddr],
+    default: bool,
+) -> Result<Vec<SocketAddr>, String> {
     if addrs.is_empty() && default {
         return Ok(vec![SocketAddr::from(([0, 0, 0, 0], 4001))]);
     }
@@ -75,22 +78,27 @@ pub(crate) fn announce(node: &Node) {
     }));
 }
 
-/// Prints events until the node stops or `seconds` pass.
-async fn report_until(node: &Node, seconds: Option<f64>) -> Result<(), String> {
+/// Prints events until the node stops or `seconds` pass; subscribed at once, so the
+/// events of commands given before the returned future is awaited are printed too.
+fn report_until(
+    node: &Node,
+    seconds: Option<f64>,
+) -> Result<impl Future<Output = ()> + use<>, String> {
     let mut events = node.events().map_err(|e| e.to_string())?;
-    let report = async {
-        while let Some(event) = events.next().await {
-            if let Some(line) = events::to_json(&event) {
-                emit(&line);
+    Ok(async move {
+        let report = async {
+            while let Some(event) = events.next().await {
+                if let Some(line) = events::to_json(&event) {
+                    emit(&line);
+                }
             }
+        };
+        tokio::select! {
+            _ = report => {}
+            _ = hold(seconds) => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    };
-    tokio::select! {
-        _ = report => {}
-        _ = hold(seconds) => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    Ok(())
+    })
 }
 
 /// Answers echo and perf, as `listen` and `serve` both do.
@@ -122,34 +130,18 @@ pub(crate) fn serve_app_protocols(node: &Node) -> Result<(), String> {
 }
 
 pub(crate) async fn listen(args: ListenArgs) -> Result<(), String> {
-    let keypair = identity::load(&args.identity)?;
-    for relay in &args.relays {
-        if peer_of(relay).is_none() || parse_tcp(relay).is_err() {
-            return Err(format!(
-                "--relay {relay}: expected /ip4|ip6/<ip>/tcp/<port>/p2p/<relay id>"
-            ));
-        }
+    let mut settings = autorelay::settings(&args)?;
+    punch::adjust(&mut settings.config, &args.relays, args.no_punch);
+    if settings.listen.is_empty() && settings.config.hole_punch.enabled {
+        settings.listen = punch::default_listen(&args.relays);
     }
-    let config = punch::node_config(args.config.as_deref(), &args.relays, args.no_punch)?;
-    let mut listen = listen_sockets(&args.listen, args.relays.is_empty())?;
-    if listen.is_empty() && config.hole_punch.enabled {
-        listen = punch::default_listen(&args.relays);
-    }
-    let node = start(keypair, config, &listen)?;
+    let node = start(settings.keypair, settings.config.clone(), &settings.listen)?;
     serve_app_protocols(&node)?;
     announce(&node);
-    let reporting = report_until(&node, args.hold);
-    for relay in &args.relays {
-        let node = node.clone();
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            // The outcome (accepted or refused) is reported from the event stream.
-            if let Err(error) = node.reserve(relay.clone()).await {
-                tracing::warn!(%relay, %error, "reservation failed");
-            }
-        });
-    }
-    reporting.await?;
+    let reporting = report_until(&node, args.hold)?;
+    // Reservations come from AutoRelay; their outcomes are reported from the events.
+    autorelay::start(&node, &settings.config).await?;
+    reporting.await;
     node.shutdown().await;
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! [`perf`] is the perf benchmarking protocol as plain stream I/O over the
 //! `futures::io` traits, so it runs on any runtime and over any libp2p stream.
 
+mod autorelay;
 mod driver;
 pub mod perf;
 pub mod reuse;
@@ -29,6 +30,7 @@ use relay_proto::Multiaddr;
 use relay_proto::identity::{Keypair, PeerId};
 use relay_proto::node::{Config, DialError, Event};
 
+pub use autorelay::PeerSource;
 pub use stream::Stream;
 
 /// The channel types handles return, re-exported for adapters.
@@ -107,6 +109,9 @@ pub enum Error {
     /// A hole punch could not start, or ended without a direct connection.
     #[error("hole punch: {0}")]
     HolePunch(String),
+    /// An AutoRelay command failed (not enabled, a bad relay address).
+    #[error("auto relay: {0}")]
+    AutoRelay(String),
 }
 
 /// A direct connection a hole punch made ([`Handle::hole_punch`]).
@@ -125,12 +130,24 @@ pub struct DirectConnection {
 }
 
 /// Configures and starts a node.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Builder {
     keypair: Option<Keypair>,
     config: Config,
     listen: Vec<SocketAddr>,
     rng_seed: Option<[u8; 32]>,
+    peer_source: Option<Arc<dyn PeerSource>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("keypair", &self.keypair)
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("peer_source", &self.peer_source.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builder {
@@ -158,6 +175,13 @@ impl Builder {
         self
     }
 
+    /// Offers AutoRelay relay candidates from `source` (`Config::auto_relay` must be
+    /// set, with `enable_dynamic`); each query is given `peer_source_timeout`.
+    pub fn peer_source(mut self, source: impl PeerSource) -> Self {
+        self.peer_source = Some(Arc::new(source));
+        self
+    }
+
     /// Binds the listeners and starts the node's event loop on `runtime`.
     pub fn start<R: Runtime>(self, runtime: R) -> io::Result<Handle> {
         let keypair = match self.keypair {
@@ -172,29 +196,50 @@ impl Builder {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs();
-        let node = relay_proto::Node::new(self.config, keypair, seed, Instant::now(), unix_now);
+        let peer_source_timeout = self
+            .config
+            .auto_relay
+            .as_ref()
+            .map(|a| a.peer_source_timeout);
+        let node = relay_proto::Node::try_new(self.config, keypair, seed, Instant::now(), unix_now)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let peer_id = node.peer_id();
         let mut listeners = Vec::new();
         for addr in self.listen {
             listeners.push(runtime.bind(addr)?);
         }
         let (commands, receiver) = mpsc::unbounded();
+        // Subscribed before the loop starts, so that no query is missed.
+        let queries = match (self.peer_source, peer_source_timeout) {
+            (Some(source), Some(timeout)) => {
+                let (sender, events) = mpsc::unbounded();
+                let _ = commands.unbounded_send(Command::Subscribe { sender });
+                Some((source, timeout, events))
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             listen_addrs: Mutex::new(Vec::new()),
         });
         driver::start(
-            runtime,
+            runtime.clone(),
             node,
             listeners,
             receiver,
             commands.clone(),
             shared.clone(),
         )?;
-        Ok(Handle {
+        let handle = Handle {
             peer_id,
             commands,
             shared,
-        })
+        };
+        if let Some((source, timeout, events)) = queries {
+            let answering =
+                autorelay::answer_queries(runtime.clone(), handle.clone(), events, source, timeout);
+            runtime.spawn(Box::pin(answering));
+        }
+        Ok(handle)
     }
 }
 

@@ -128,6 +128,12 @@ impl Builder {
         Self(self.0.rng_seed(seed))
     }
 
+    /// Offers AutoRelay relay candidates from `source` (see
+    /// [`relay_runtime::PeerSource`]).
+    pub fn peer_source(self, source: impl relay_runtime::PeerSource) -> Self {
+        Self(self.0.peer_source(source))
+    }
+
     /// Binds the listeners and starts the node on the current tokio runtime.
     pub fn start(self) -> io::Result<Node> {
         Ok(Node(self.0.start(Tokio::current())?))

@@ -14,12 +14,15 @@
 //! 6. [`world`]: the [`World`] that ties them together, with a socket API per host.
 //! 7. [`oracle`]: predicts from NAT descriptions whether hole punching can succeed;
 //!    [`punch`] runs the experiment in a world, so the two can be compared.
+//! 8. [`node`]: unmodified relay-proto `Node`s on hosts ([`node::NodeWorld`]), driven
+//!    through the socket API as a runtime drives them over real sockets.
+//! 9. [`scenario`]: YAML scenario files (topology, steps, trials, matrices, field mix)
+//!    run with those nodes, and their reports (table and JSON lines).
 //!
 //! [`invariant`] holds the checks the world is held to after every step.
 //!
-//! The network layer does not know relay-proto: an application on a host sees socket
-//! events ([`HostEvent`]) and sends bytes; a later layer attaches a relay-proto node to
-//! each host that way.
+//! The network layers (1 to 7) do not know relay-proto: an application on a host sees
+//! socket events ([`HostEvent`]) and sends bytes. [`node`] is such an application.
 
 #![warn(missing_docs)]
 
@@ -28,10 +31,12 @@ pub mod host;
 pub mod invariant;
 pub mod nat;
 pub mod net;
+pub mod node;
 pub mod oracle;
 pub mod packet;
 pub mod punch;
 pub mod rng;
+pub mod scenario;
 pub mod tcp;
 pub mod time;
 pub mod udp;

@@ -15,6 +15,9 @@ use relay_runtime::{Error, Handle, Runtime};
 
 use crate::{echo, exchange, payload, sha256};
 
+mod autorelay;
+pub use autorelay::{auto_relay_not_enabled, auto_relay_with_peer_source};
+
 /// The echo protocol of the suite.
 pub const ECHO: &str = "/echo/1.0.0";
 

@@ -347,7 +347,14 @@ impl Node {
     pub(super) fn client_conn_retired(&mut self, now: Instant, id: ConnectionId, error: String) {
         for pending in self.client.pending.remove(&id).unwrap_or_default() {
             match pending {
-                Pending::Reserve(relay) => {
+                // Unless it was cancelled, or asked again over another connection.
+                Pending::Reserve(relay)
+                    if self
+                        .client
+                        .reservations
+                        .get(&relay)
+                        .is_some_and(|r| r.conn == id) =>
+                {
                     self.client.reservations.remove(&relay);
                     self.reservation_gone(
                         now,
@@ -355,6 +362,7 @@ impl Node {
                         ReservationLoss::ConnectFailed(error.clone()),
                     );
                 }
+                Pending::Reserve(_) => {}
                 Pending::Circuit(relayed) => {
                     self.fail_relayed(relayed, DialError::Transport(error.clone()))
                 }

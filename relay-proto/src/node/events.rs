@@ -229,6 +229,20 @@ pub enum Event {
         reason: FailureReason,
     },
 
+    // ----- auto relay -----
+    /// AutoRelay took or dropped a relay, its set of relays changed, or it reports one
+    /// of the seed's errors. The reservation events above tell the same story relay by
+    /// relay; [`RelaysChanged`](crate::autorelay::Event::RelaysChanged) gives the whole
+    /// set, which is what our `/p2p-circuit` addresses go through.
+    AutoRelay(crate::autorelay::Event),
+    /// AutoRelay wants at most `limit` relay candidates from the application's peer
+    /// source: answer with [`super::Node::auto_relay_peer_source_result`] (an answer
+    /// after `peer_source_timeout` is reported as an error, then still used).
+    AutoRelayPeerSourceQuery {
+        /// Most candidates wanted.
+        limit: usize,
+    },
+
     // ----- relay server -----
     /// We granted or renewed a reservation.
     RelayReservationAccepted {

@@ -10,10 +10,11 @@
 //!
 //! Files: this one holds the public surface and the connection pump; `conn.rs` the
 //! per-connection state; `streams.rs` the dispatch of stream events to their owners;
-//! `relay.rs` the relay server; `client.rs` the relay client; `punch.rs` hole punching
-//! (DCUtR); `addr.rs` address parsing.
+//! `relay.rs` the relay server; `client.rs` the relay client; `autorelay.rs` AutoRelay
+//! driven by the node; `punch.rs` hole punching (DCUtR); `addr.rs` address parsing.
 
 pub mod addr;
+mod autorelay;
 mod client;
 mod conn;
 mod events;
@@ -100,6 +101,9 @@ pub struct Config {
     /// default (true). Then a NAT maps our connections as it maps our listener, and the
     /// addresses peers observe (identify) are ones a hole punch can use.
     pub port_reuse: bool,
+    /// AutoRelay: choosing relays and keeping reservations on them; `None` disables it.
+    /// It runs once started with [`Node::auto_relay_start`].
+    pub auto_relay: Option<crate::autorelay::AutoRelayConfig>,
 }
 
 impl Default for Config {
@@ -115,6 +119,7 @@ impl Default for Config {
             external_addrs: Vec::new(),
             hole_punch: HolePunchConfig::default(),
             port_reuse: true,
+            auto_relay: None,
         }
     }
 }
@@ -245,10 +250,15 @@ struct Shared {
     /// Our `/p2p-circuit` addresses through the relays we hold reservations on.
     relayed_addrs: Vec<Multiaddr>,
     outputs: VecDeque<Output>,
+    /// What AutoRelay learns from the events emitted, when it is configured.
+    auto_relay_facts: Option<VecDeque<autorelay::Fact>>,
 }
 
 impl Shared {
     fn emit(&mut self, event: Event) {
+        if let Some(facts) = &mut self.auto_relay_facts {
+            autorelay::observe(facts, &event);
+        }
         self.outputs.push_back(Output::Event(event));
     }
 
@@ -280,6 +290,17 @@ impl Shared {
 /// Why the relay service could not start.
 pub type RelayConfigError = ConfigError;
 
+/// Why a node cannot be made with its [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeConfigError {
+    /// The relay service's settings are invalid.
+    #[error(transparent)]
+    Relay(#[from] ConfigError),
+    /// The AutoRelay settings are invalid.
+    #[error("auto relay: {0}")]
+    AutoRelay(#[from] crate::autorelay::ConfigError),
+}
+
 /// One local libp2p peer, free of I/O.
 ///
 /// # Calling contract
@@ -300,6 +321,7 @@ pub struct Node {
     relay: Option<relay::RelayService>,
     client: client::Client,
     punch: punch::Punches,
+    auto_relay: Option<Box<autorelay::Attached>>,
     next_conn: u64,
     start: Instant,
     unix_start: u64,
@@ -310,7 +332,8 @@ impl Node {
     /// since the Unix epoch) anchor its clocks.
     ///
     /// # Panics
-    /// If `config.relay` is invalid; use [`Node::try_new`] to get the error instead.
+    /// If `config.relay` or `config.auto_relay` is invalid; use [`Node::try_new`] to get
+    /// the error instead.
     pub fn new(
         config: Config,
         keypair: Keypair,
@@ -318,17 +341,17 @@ impl Node {
         now: Instant,
         unix_now: u64,
     ) -> Self {
-        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid relay config")
+        Self::try_new(config, keypair, rng_seed, now, unix_now).expect("valid node config")
     }
 
-    /// Creates a node, or says why its relay configuration is invalid.
+    /// Creates a node, or says why its relay or AutoRelay configuration is invalid.
     pub fn try_new(
         config: Config,
         keypair: Keypair,
         rng_seed: [u8; 32],
         now: Instant,
         unix_now: u64,
-    ) -> Result<Self, RelayConfigError> {
+    ) -> Result<Self, NodeConfigError> {
         let mut protocols = Protocols::default();
         protocols.insert(identify::PROTOCOL);
         protocols.insert(identify::PUSH_PROTOCOL);
@@ -346,12 +369,22 @@ impl Node {
         if config.hole_punch.enabled && config.hole_punch.exchange_enabled() {
             protocols.insert(crate::dcutr::PROTOCOL);
         }
+        let mut rng = Rng::from_seed(rng_seed);
+        let auto_relay = match &config.auto_relay {
+            Some(c) => Some(Box::new(autorelay::Attached::new(
+                c.clone(),
+                &mut rng,
+                now,
+            )?)),
+            None => None,
+        };
         Ok(Node {
             shared: Shared {
                 peer_id: keypair.public().to_peer_id(),
                 keypair,
+                auto_relay_facts: auto_relay.as_ref().map(|_| VecDeque::new()),
                 config,
-                rng: Rng::from_seed(rng_seed),
+                rng,
                 protocols,
                 listen_addrs: Vec::new(),
                 relayed_addrs: Vec::new(),
@@ -364,6 +397,7 @@ impl Node {
             relay,
             client: client::Client::default(),
             punch: punch::Punches::default(),
+            auto_relay,
             next_conn: 0,
             start: now,
             unix_start: unix_now,
@@ -701,7 +735,8 @@ impl Node {
         let client = self.client.poll_timeout();
         let deadline = self.deadlines.first().map(|(at, _)| *at);
         let punch = self.punch.poll_timeout();
-        [conns, relay, client, deadline, punch]
+        let auto_relay = self.auto_relay.as_ref().and_then(|a| a.poll_timeout());
+        [conns, relay, client, deadline, punch, auto_relay]
             .into_iter()
             .flatten()
             .min()
@@ -832,11 +867,13 @@ impl Node {
         }
     }
 
-    /// Processes queued connections until none has work left.
+    /// Processes queued connections until none has work left, then lets AutoRelay act
+    /// on what happened.
     fn run(&mut self, now: Instant) {
         while let Some(id) = self.dirty.pop_front() {
             self.pump(now, id);
         }
+        self.auto_relay_pass(now);
     }
 
     /// Processes a connection's events, sends its bytes, and retires it when closed.

@@ -15,7 +15,7 @@
 //! - Our address candidates are the addresses peers observed us at (identify, on
 //!   direct connections whose local port is one we listen on, so that the NAT mapping
 //!   they show is our listener's), then our listen and external addresses; which IP
-//!   ranges count is [`HolePunchConfig::scope`].
+//!   ranges count is [`HolePunchConfig::scope`](crate::dcutr::HolePunchConfig::scope).
 //! - A punch dial ([`Action::Dial`]) is one [`Output::Dial`] per address with
 //!   [`DialFrom::HolePunch`]: from our listen port, its upgrade in the role DCUtR gave
 //!   (Noise initiator and Yamux client if `as_client`, else responder and server,
@@ -32,11 +32,13 @@
 //!   emits [`Event::HolePunchSucceeded`]; new streams to the peer take the direct
 //!   connection ([`Node::connections_to`] lists direct connections first,
 //!   [`Node::open_stream_to`] picks the first); the relayed connection closes once
-//!   [`HolePunchConfig::relayed_close_grace`] has passed and no application stream is
+//!   [`HolePunchConfig::relayed_close_grace`](crate::dcutr::HolePunchConfig::relayed_close_grace) has passed and no application stream is
 //!   left on it (checked again a grace period later while one is).
-//! - Dials of an attempt that is over (it failed, or the hole punch ended) that have not
-//!   made a connection yet are closed: a socket left connecting would hold the address
-//!   pair the next attempt dials from.
+//! - Dials that have not made a connection yet are closed when their attempt is over (we
+//!   lead: it failed; we answer: no exchange is under way) or the hole punch ended: a
+//!   socket left connecting would hold the address pair the next attempt dials from. A
+//!   dial still connecting when a later attempt dials the same address in the same
+//!   role serves that attempt instead.
 //! - On failure the node emits [`Event::HolePunchFailed`] and the relayed connection
 //!   stays. Every outcome is counted in [`Node::hole_punch_stats`].
 //!
@@ -144,6 +146,8 @@ struct PunchDial {
     attempt: u32,
     /// The peer's address, `/ip4|ip6/.../tcp/PORT`.
     addr: Multiaddr,
+    /// Our side of the connection's upgrade.
+    upgrade: Endpoint,
 }
 
 /// How to accept a connection from an address an attempt expects.
@@ -190,8 +194,17 @@ impl Node {
             if config.exchange_enabled() {
                 self.shared.protocols.insert(dcutr::PROTOCOL);
             }
-            let ready: SmallVec<[ConnectionId; 8]> =
-                self.punch.listen_addrs.keys().copied().collect();
+            let ready: SmallVec<[ConnectionId; 8]> = self
+                .punch
+                .listen_addrs
+                .keys()
+                .copied()
+                .filter(|id| {
+                    self.conns
+                        .get(id)
+                        .is_some_and(|c| c.endpoint == Endpoint::Listener)
+                })
+                .collect();
             for relayed in ready {
                 self.start_initiator(now, relayed);
             }
@@ -216,7 +229,7 @@ impl Node {
                     };
                     self.punch_over(now, relayed, m, outcome);
                 }
-                self.abandon_dials(relayed, None);
+                self.abandon_dials(relayed, |_| false);
             }
         }
         self.run(now);
@@ -451,6 +464,11 @@ impl Node {
                 relayed: e.relayed,
                 attempt: e.attempt,
                 addr: remote.clone(),
+                upgrade: if e.as_client {
+                    Endpoint::Dialer
+                } else {
+                    Endpoint::Listener
+                },
             },
         })
     }
@@ -686,12 +704,20 @@ impl Node {
     /// over.
     fn drive(&mut self, now: Instant, relayed: ConnectionId) {
         self.run_actions(now, relayed);
-        let current = self
-            .punch
-            .machines
-            .get(&relayed)
-            .and_then(|m| m.hp.expected_direct().map(|_| m.hp.attempts()));
-        self.abandon_dials(relayed, current);
+        match self.punch.machines.get(&relayed) {
+            // Over: every dial goes.
+            None => self.abandon_dials(relayed, |_| false),
+            // Leading: a dial goes with its attempt.
+            Some(m) if m.hp.leads() => {
+                let current = m.hp.expected_direct().map(|_| m.hp.attempts());
+                self.abandon_dials(relayed, |attempt| Some(attempt) == current);
+            }
+            // Answering: the peer may start its next exchange while our dial of the last
+            // one is still out (its own dial failed early), and that dial may yet
+            // connect; it goes only once no exchange is under way.
+            Some(m) if !m.hp.is_active() => self.abandon_dials(relayed, |_| false),
+            Some(_) => {}
+        }
         self.expect_direct(now, relayed);
     }
 
@@ -730,14 +756,14 @@ impl Node {
     }
 
     /// Closes the hole punch dials of `relayed` that have not made a connection yet,
-    /// except those of attempt `keep`: their attempt is over, and a socket left
+    /// except those whose attempt `keep` holds: their attempt is over, and a socket left
     /// connecting would hold the address pair the next attempt dials from.
-    fn abandon_dials(&mut self, relayed: ConnectionId, keep: Option<u32>) {
+    fn abandon_dials(&mut self, relayed: ConnectionId, keep: impl Fn(u32) -> bool) {
         let stale: SmallVec<[ConnectionId; 4]> = self
             .punch
             .dials
             .iter()
-            .filter(|(_, d)| d.relayed == relayed && Some(d.attempt) != keep)
+            .filter(|(_, d)| d.relayed == relayed && !keep(d.attempt))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -879,6 +905,26 @@ impl Node {
             if accepted {
                 continue;
             }
+            // A dial of an earlier attempt that is still connecting holds the address
+            // pair: it serves this attempt if its role is this attempt's.
+            let earlier = self
+                .punch
+                .dials
+                .iter_mut()
+                .find(|(_, d)| d.relayed == relayed && d.addr == *target);
+            if let Some((id, d)) = earlier {
+                if d.upgrade == upgrade {
+                    tracing::debug!(conn = %id, attempt, "dcutr: an earlier punch dial serves");
+                    d.attempt = attempt;
+                    continue;
+                }
+                let id = *id;
+                self.punch.dials.remove(&id);
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.conn.close();
+                    self.mark(id);
+                }
+            }
             let result = self.punch_dial_one(now, relayed, peer, target, upgrade, attempt);
             if let Err(error) = result
                 && let Some(m) = self.punch.machines.get_mut(&relayed)
@@ -916,6 +962,7 @@ impl Node {
                 relayed,
                 attempt,
                 addr: target.clone(),
+                upgrade,
             },
         );
         self.shared.outputs.push_back(Output::Dial {

@@ -244,12 +244,12 @@ impl Node {
                     });
                 }
             }
+            StreamRole::Dcutr => self.punch_stream_ended(now, s),
             role @ (StreamRole::ReserveOut(_) | StreamRole::ConnectOut { .. })
                 if error == OpenError::NotSupported =>
             {
                 self.client_hop_unsupported(now, s, role);
             }
-            StreamRole::Dcutr => self.punch_stream_ended(now, s),
             role => self.stream_gone(now, s, role),
         }
     }

@@ -202,6 +202,38 @@ pub fn predict(a: &[NatConfig], b: &[NatConfig], transport: Transport) -> Verdic
     }
 }
 
+/// Predicts the hole punch as DCUtR runs it in relay-proto's node, over the path
+/// [`predict`] finds.
+///
+/// DCUtR fixes the security roles of a TCP punch: A is the client (Noise initiator), B
+/// the server, whatever the socket says. The node gives a connection its listener
+/// accepts that role only if it comes from an address the peer announced in its
+/// CONNECT (its observed address); any other inbound connection is an ordinary one, in
+/// the server role. So where [`predict`] has A's listener accept B's SYN (B's NAT maps
+/// the punch flow anew, so the SYN comes from another port than B announced), both ends
+/// run the handshake as servers and no direct connection forms. The other paths are
+/// unchanged: in a simultaneous open both sides dialed, and where B accepts, B is the
+/// server DCUtR wants.
+///
+/// Before any exchange B dials A's public listen addresses, if A has some, as an
+/// ordinary dial: a public A (empty chain) is always reached that way, A accepting.
+/// QUIC is not run by the node; its prediction is [`predict`]'s.
+pub fn predict_dcutr(a: &[NatConfig], b: &[NatConfig], transport: Transport) -> Verdict {
+    if a.is_empty() && transport == Transport::Tcp {
+        return Verdict::Direct(DirectPath::Tcp {
+            a: Opened::Accepted,
+            b: Opened::Dialed,
+        });
+    }
+    match predict(a, b, transport) {
+        Verdict::Direct(DirectPath::Tcp {
+            a: Opened::Accepted,
+            ..
+        }) => Verdict::NoDirect,
+        v => v,
+    }
+}
+
 fn predict_tcp(pa: Profile, pb: Profile) -> Verdict {
     let dialed_both = DirectPath::Tcp {
         a: Opened::Dialed,
@@ -305,6 +337,32 @@ mod tests {
         assert_eq!(
             quic(PortRestrictedCone, LinuxDefault),
             Verdict::Direct(DirectPath::Quic)
+        );
+    }
+
+    #[test]
+    fn dcutr_roles_close_the_path_where_a_accepts() {
+        use NatPreset::*;
+        let dcutr = |a: NatPreset, b: NatPreset| {
+            predict_dcutr(&[a.config()], &[b.config()], Transport::Tcp)
+        };
+        assert_eq!(dcutr(FullCone, Symmetric), Verdict::NoDirect);
+        assert_eq!(dcutr(RestrictedCone, Symmetric), Verdict::NoDirect);
+        assert_eq!(
+            dcutr(Symmetric, FullCone),
+            Verdict::Direct(DirectPath::Tcp {
+                a: Opened::Dialed,
+                b: Opened::Accepted
+            })
+        );
+        assert_eq!(dcutr(LinuxDefault, FullCone), tcp(LinuxDefault, FullCone));
+        assert_eq!(
+            predict_dcutr(&[], &[Symmetric.config()], Transport::Tcp),
+            Verdict::Direct(DirectPath::Tcp {
+                a: Opened::Accepted,
+                b: Opened::Dialed
+            }),
+            "a public A is reached by B's unilateral dial"
         );
     }
 

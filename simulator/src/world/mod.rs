@@ -246,7 +246,7 @@ impl World {
 }
 
 /// SplitMix64 of a seed and two salts: independent streams per host, NAT, incarnation.
-fn mix(seed: u64, salt_a: u64, salt_b: u64) -> u64 {
+pub(crate) fn mix(seed: u64, salt_a: u64, salt_b: u64) -> u64 {
     let mut z = seed
         .wrapping_add(salt_a.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .wrapping_add(salt_b.wrapping_mul(0xd1b5_4a32_d192_ed03));

@@ -7,6 +7,7 @@
 //! two SYNs of the same address pair make a TCP simultaneous open, a SYN reaching an
 //! open listener is accepted, and a SYN nobody answers times out.
 
+mod autorelay;
 mod prop;
 mod punch;
 mod relay;
@@ -40,6 +41,12 @@ enum Delivery {
     },
     /// A hole punch dial whose SYN found no answer gives up.
     SynTimeout {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// A connection accepted by the kernel reaches the node ([`Net::accept_delay`]).
+    Accept {
+        from: usize,
         local: SocketAddr,
         remote: SocketAddr,
     },
@@ -95,12 +102,20 @@ pub(super) struct Net {
     pub(super) access: Vec<Duration>,
     /// How long each node's hole punch dials wait before their SYN leaves (a slow host).
     pub(super) punch_hold: Vec<Duration>,
+    /// How long a connection a node's listener accepted from a hole punch SYN takes to
+    /// reach the node (a runtime that is slow to hand it over).
+    pub(super) accept_delay: Vec<Duration>,
+    /// Accepted connections on their way to the node: `(local, remote)` of the
+    /// listener's side.
+    accepting: Vec<(SocketAddr, SocketAddr)>,
     /// Every dial, in order.
     pub(super) dials: Vec<DialRecord>,
     /// The address pair of every socket: `(node, conn)` to `(local, remote)`.
     sockets: Map<(usize, ConnectionId), (SocketAddr, SocketAddr)>,
     /// Hole punch dials whose SYN is out: `(local, remote)` to `(node, conn)`.
     syn_sent: Map<(SocketAddr, SocketAddr), (usize, ConnectionId)>,
+    /// Nodes that stopped: they get no bytes, no timer and no new connection.
+    frozen: Vec<bool>,
 }
 
 impl Net {
@@ -118,9 +133,12 @@ impl Net {
             filters: Vec::new(),
             access: Vec::new(),
             punch_hold: Vec::new(),
+            accept_delay: Vec::new(),
+            accepting: Vec::new(),
             dials: Vec::new(),
             sockets: Map::default(),
             syn_sent: Map::default(),
+            frozen: Vec::new(),
         }
     }
 
@@ -141,6 +159,8 @@ impl Net {
         self.filters.push(Filter::Open);
         self.access.push(Duration::ZERO);
         self.punch_hold.push(Duration::ZERO);
+        self.accept_delay.push(Duration::ZERO);
+        self.frozen.push(false);
         index
     }
 
@@ -173,6 +193,33 @@ impl Net {
         self.nodes[index].peer_id()
     }
 
+    /// Stops node `index` as a frozen process would: bytes sent to it are lost, its
+    /// timers do not fire, dials to it are never answered; it sends nothing.
+    pub(super) fn freeze(&mut self, index: usize) {
+        self.frozen[index] = true;
+    }
+
+    /// Ends node `index` as a killed process: frozen, and every connection it had
+    /// reaches end of file at its peer, as the kernel closes the sockets.
+    pub(super) fn kill(&mut self, index: usize) {
+        self.freeze(index);
+        let mut ends: Vec<(usize, ConnectionId)> = self
+            .links
+            .iter()
+            .filter(|((from, _), _)| *from == index)
+            .map(|(_, to)| *to)
+            .collect();
+        ends.sort();
+        for (to, their) in ends {
+            self.links
+                .retain(|k, v| *k != (to, their) && *v != (to, their));
+            self.sockets
+                .retain(|k, _| k.0 != index && *k != (to, their));
+            self.schedule(index, to, their, Delivery::Eof);
+        }
+        self.syn_sent.retain(|_, (n, _)| *n != index);
+    }
+
     /// Runs until nothing is left to deliver and no timer is due before `limit`.
     pub(super) fn run_for(&mut self, limit: Duration) {
         let end = self.now + limit;
@@ -188,7 +235,10 @@ impl Net {
                 return true;
             }
             let next_delivery = self.queue.peek().map(|Reverse((t, ..))| *t);
-            let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+            let next_timer = (0..self.nodes.len())
+                .filter(|&i| !self.frozen[i])
+                .filter_map(|i| self.nodes[i].poll_timeout())
+                .min();
             let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
                 return false;
             };
@@ -202,6 +252,10 @@ impl Net {
                     break;
                 }
                 self.queue.pop();
+                if self.frozen[to] {
+                    self.payloads.remove(&seq);
+                    continue;
+                }
                 match self.payloads.remove(&seq) {
                     Some(Delivery::Data(bytes)) => self.nodes[to].handle_input(
                         self.now,
@@ -225,6 +279,11 @@ impl Net {
                         self.fail_dial(to, conn, "connection timed out");
                     }
                     Some(Delivery::SynTimeout { .. }) => {}
+                    Some(Delivery::Accept {
+                        from,
+                        local,
+                        remote,
+                    }) => self.accept_now(from, conn, to, local, remote),
                     Some(Delivery::Held { local, remote })
                         if self.pair_taken(to, local, remote) =>
                     {
@@ -238,7 +297,7 @@ impl Net {
                 self.drain(to);
             }
             for i in 0..self.nodes.len() {
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                if !self.frozen[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i);
                 }
@@ -289,6 +348,7 @@ impl Net {
     /// Whether node `i` has a socket (or a SYN out) on this address pair.
     fn pair_taken(&self, i: usize, local: SocketAddr, remote: SocketAddr) -> bool {
         self.syn_sent.contains_key(&(local, remote))
+            || self.accepting.contains(&(local, remote))
             || self
                 .sockets
                 .iter()
@@ -375,6 +435,36 @@ impl Net {
             self.fail_dial(i, conn, "connection refused");
             return;
         }
+        if self.accept_delay[j] > Duration::ZERO {
+            self.accepting.push((remote, local));
+            let at = self.now + self.accept_delay[j];
+            self.schedule_at(
+                at,
+                j,
+                conn,
+                Delivery::Accept {
+                    from: i,
+                    local: remote,
+                    remote: local,
+                },
+            );
+            return;
+        }
+        self.accept_now(i, conn, j, remote, local);
+    }
+
+    /// Node `j` learns of the connection its listener at `local` accepted from node
+    /// `i`'s dial `conn` (from `remote`); the dial completes.
+    fn accept_now(
+        &mut self,
+        i: usize,
+        conn: ConnectionId,
+        j: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        self.accepting.retain(|pair| *pair != (local, remote));
+        let (remote, local) = (local, remote);
         let Ok(their) = self.nodes[j].accept(self.now, remote, local) else {
             self.fail_dial(i, conn, "connection reset");
             return;
@@ -394,6 +484,9 @@ impl Net {
     /// An ordinary dial of node `i`: connected (or refused) at once.
     fn dial_now(&mut self, i: usize, conn: ConnectionId, local: SocketAddr, addr: SocketAddr) {
         let target = (0..self.nodes.len()).find(|&j| self.socket(j) == addr);
+        if target.is_some_and(|j| self.frozen[j]) {
+            return; // a stopped host answers no SYN
+        }
         let Some(j) = target else {
             self.fail_dial(i, conn, "connection refused");
             return;

@@ -283,6 +283,55 @@ fn a_dial_reaching_the_listener_first_keeps_the_roles() {
     }
 }
 
+/// The runtime may hand over the socket the peer's dial made on our listener only
+/// after our own dial (on the same address pair) has failed, and the attempt with it:
+/// the accepted connection still takes the role DCUtR gave, and ends the hole punch.
+#[test]
+fn an_accepted_punch_after_our_dial_failed_still_counts() {
+    let mut net = net(Filter::Open, 2, |_, _| {});
+    net.punch_hold[B] = 30 * MS;
+    net.accept_delay[B] = 60 * MS;
+    reserve(&mut net, B);
+    dial_relayed(&mut net, A, B);
+    let (b, a) = run_to_outcomes(&mut net, 30 * SECS);
+    let Event::HolePunchSucceeded {
+        attempt, direct, ..
+    } = b
+    else {
+        panic!("B: {b:?}")
+    };
+    assert_eq!(attempt, 2, "B's first attempt failed with its dial");
+    // A answered B's second exchange; its dial of the first served it.
+    assert!(
+        matches!(a, Event::HolePunchSucceeded { attempt: 2, .. }),
+        "{a:?}"
+    );
+    assert_eq!(punch_dials(&net, A).len(), 1);
+    let info = net.nodes[B].connection_info(direct).unwrap();
+    assert_eq!(info.endpoint, Endpoint::Listener);
+    let dial = punch_dials(&net, B)[0].conn;
+    assert!(
+        net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::DialFailed { conn, .. } if *conn == dial))
+    );
+    let now = net.now;
+    let peer = net.peer(A);
+    let sb = net.nodes[B].open_stream_to(now, &peer, ECHO).unwrap();
+    assert_eq!(
+        (sb.conn, sb.stream.0 % 2),
+        (direct, 0),
+        "B is the yamux server"
+    );
+    assert!(
+        net.wait_for(A, 5 * SECS, |e| match e {
+            Event::InboundStream { stream, .. } if stream.stream == sb.stream => Some(()),
+            _ => None,
+        })
+        .is_some()
+    );
+}
+
 /// With every SYN lost each attempt times out; B makes a fresh exchange each time,
 /// measuring the RTT again (the relay path slows down between attempts, and the dials
 /// still meet), up to `max_attempts`. Then both fall back: the relayed connection stays.
