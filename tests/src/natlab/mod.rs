@@ -32,7 +32,9 @@
 //!   namespace they were made in, so [`Lab::udp_socket`], [`Lab::tcp_socket`] and
 //!   [`Lab::tcp_listener`] return sockets the test then uses from any thread.
 //! - [`Lab::reflector`] and [`Lab::observed_addr`] show the address and port a NAT maps
-//!   a socket to, for NAT assertions and, later, hole-punching tests.
+//!   a socket to, for NAT assertions.
+//! - [`PunchLab`] runs hole-punching trials between a peer behind each router, ours or
+//!   rust-libp2p's, through a relay on [`Host::Relay`].
 //!
 //! Needs root, `ip` (iproute2), `nft` (nftables), and `iptables` (for the NFQUEUE rules;
 //! only when delays are on). Where namespaces cannot be made (not root, no `ip`, the
@@ -60,6 +62,7 @@ mod nat;
 mod netns;
 mod probe;
 mod process;
+mod punch;
 mod topology;
 
 use std::ffi::{OsStr, OsString};
@@ -74,6 +77,7 @@ pub use error::LabError;
 pub use nat::{Filtering, Mapping, Nat};
 pub use probe::{Reflector, Transport, ask_tcp, ask_udp, receive_udp};
 pub use process::Process;
+pub use punch::{Binaries, Outcome, Pair, Ping, PunchLab, SLOTS, Stack, Trial, TrialOptions};
 pub use topology::Host;
 
 use delay::DelayLine;

@@ -38,8 +38,10 @@ pub struct Process {
     what: String,
     pid: u32,
     child: SharedChild,
-    lines: mpsc::Receiver<Value>,
+    lines: mpsc::Receiver<(Instant, Value)>,
     seen: Vec<Value>,
+    /// When each line of `seen` was read from the pipe.
+    seen_at: Vec<Instant>,
     cursor: usize,
     stderr: Arc<Mutex<String>>,
 }
@@ -63,20 +65,47 @@ impl Process {
         &mut self,
         what: &str,
         timeout: Duration,
-        mut matches: impl FnMut(&Value) -> bool,
+        matches: impl FnMut(&Value) -> bool,
     ) -> Result<Value, LabError> {
+        self.wait_for_at(what, timeout, matches)
+            .map(|(line, _)| line)
+    }
+
+    /// [`Process::wait_event`] that also says when the line was read from the program's
+    /// output: a timestamp independent of how late the caller looked.
+    pub fn wait_event_at(
+        &mut self,
+        event: &str,
+        timeout: Duration,
+    ) -> Result<(Value, Instant), LabError> {
+        self.wait_for_at(&format!("event {event:?}"), timeout, |v| {
+            v.get("event").and_then(Value::as_str) == Some(event)
+        })
+    }
+
+    /// [`Process::wait_for`] that also says when the line was read from the program's
+    /// output.
+    pub fn wait_for_at(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut matches: impl FnMut(&Value) -> bool,
+    ) -> Result<(Value, Instant), LabError> {
         let deadline = Instant::now() + timeout;
         loop {
             while self.cursor < self.seen.len() {
                 let i = self.cursor;
                 self.cursor += 1;
                 if matches(&self.seen[i]) {
-                    return Ok(self.seen[i].clone());
+                    return Ok((self.seen[i].clone(), self.seen_at[i]));
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
+                Ok((at, line)) => {
+                    self.seen.push(line);
+                    self.seen_at.push(at);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     return Err(LabError::Timeout {
                         what: format!("{what} from {}", self.what),
@@ -101,10 +130,22 @@ impl Process {
 
     /// Every line read so far, including any that arrived since the last wait.
     pub fn events(&mut self) -> &[Value] {
-        while let Ok(line) = self.lines.try_recv() {
+        while let Ok((at, line)) = self.lines.try_recv() {
             self.seen.push(line);
+            self.seen_at.push(at);
         }
         &self.seen
+    }
+
+    /// Every line read so far with the time it was read, including any that arrived
+    /// since the last wait.
+    pub fn timed_events(&mut self) -> Vec<(Instant, Value)> {
+        self.events();
+        self.seen_at
+            .iter()
+            .copied()
+            .zip(self.seen.iter().cloned())
+            .collect()
     }
 
     /// The end of what the program wrote to standard error so far.
@@ -239,8 +280,9 @@ impl Spawner {
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
+                    let at = Instant::now();
                     let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::String(line));
-                    if lines_tx.send(value).is_err() {
+                    if lines_tx.send((at, value)).is_err() {
                         break;
                     }
                 }
@@ -274,6 +316,7 @@ impl Spawner {
             child: child.clone(),
             lines,
             seen: Vec::new(),
+            seen_at: Vec::new(),
             cursor: 0,
             stderr,
         };
