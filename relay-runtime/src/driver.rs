@@ -442,7 +442,15 @@ impl<R: Runtime> Driver<R> {
     fn on_stream_command(&mut self, now: Instant, command: StreamCommand) {
         match command {
             StreamCommand::Write(stream) => self.flush_writes(now, stream),
-            StreamCommand::Consumed(stream, n) => self.node.stream_consumed(now, stream, n),
+            StreamCommand::Consumed(stream) => {
+                let Some(entry) = self.streams.get(&stream) else {
+                    return;
+                };
+                let n = entry.state.lock().expect("not poisoned").take_consumed();
+                if n > 0 {
+                    self.node.stream_consumed(now, stream, n);
+                }
+            }
             StreamCommand::Close(stream) => {
                 let Some(entry) = self.streams.get_mut(&stream) else {
                     return;
@@ -460,17 +468,14 @@ impl<R: Runtime> Driver<R> {
                 };
                 entry.dropped = true;
                 entry.close_requested = true;
-                // Whatever arrived and was never read is given back to the peer's window.
-                let unread: usize = entry
-                    .state
-                    .lock()
-                    .expect("not poisoned")
-                    .recv
-                    .drain(..)
-                    .map(|b| b.len())
-                    .sum();
-                if unread > 0 {
-                    self.node.stream_consumed(now, stream, unread);
+                // What was read and not reported yet, and whatever arrived and was never
+                // read, goes back to the peer's window.
+                let mut state = entry.state.lock().expect("not poisoned");
+                let unread: usize = state.recv.drain(..).map(|b| b.len()).sum();
+                let consumed = unread + state.take_consumed();
+                drop(state);
+                if consumed > 0 {
+                    self.node.stream_consumed(now, stream, consumed);
                 }
                 self.flush_writes(now, stream);
             }

@@ -1,7 +1,8 @@
 //! Application streams: `AsyncRead + AsyncWrite` over a node's muxed streams.
 //!
 //! Reads come from a buffer the driver fills; consumed bytes are reported back in
-//! batches so the peer's send window reopens. Writes collect in a buffer the driver
+//! batches so the peer's send window reopens, and reads made while the driver has not
+//! taken the last report yet add to it without another message. Writes collect in a buffer the driver
 //! takes from and feeds to the node as the send window allows; at most [`WRITE_BUFFER`]
 //! bytes wait per stream, which is the backpressure a writer feels. Writes made while
 //! the driver has not taken the previous ones yet cost no message to it.
@@ -36,7 +37,8 @@ const BULK_WRITE: usize = 16 * 1024;
 pub(crate) enum StreamCommand {
     /// Bytes wait in [`StreamState::write_buf`].
     Write(StreamRef),
-    Consumed(StreamRef, usize),
+    /// Bytes wait in [`StreamState::consumed`].
+    Consumed(StreamRef),
     Close(StreamRef),
     Reset(StreamRef),
     Dropped(StreamRef),
@@ -58,6 +60,10 @@ pub(crate) struct StreamState {
     write_blocks: Recycler,
     /// A [`StreamCommand::Write`] is on its way to the driver.
     write_queued: bool,
+    /// Bytes read and not reported to the node yet.
+    consumed: usize,
+    /// A [`StreamCommand::Consumed`] is on its way to the driver.
+    consume_queued: bool,
 }
 
 impl StreamState {
@@ -88,6 +94,12 @@ impl StreamState {
         Some(chunk)
     }
 
+    /// Takes the bytes read since the last call, for the driver to report.
+    pub(crate) fn take_consumed(&mut self) -> usize {
+        self.consume_queued = false;
+        std::mem::take(&mut self.consumed)
+    }
+
     /// Forgets bytes written and not taken, as a reset does.
     pub(crate) fn discard_writes(&mut self) {
         self.write_buf = BytesMut::new();
@@ -109,7 +121,6 @@ pub struct Stream {
     protocol: String,
     state: SharedState,
     commands: mpsc::UnboundedSender<Command>,
-    unreported: usize,
     closed: bool,
 }
 
@@ -127,7 +138,6 @@ impl Stream {
             protocol,
             state,
             commands,
-            unreported: 0,
             closed: false,
         }
     }
@@ -157,11 +167,12 @@ impl Stream {
         let _ = self.commands.unbounded_send(Command::Stream(command));
     }
 
-    fn report_consumed(&mut self, force: bool) {
-        if self.unreported > 0 && (force || self.unreported >= CONSUME_BATCH) {
-            self.send(StreamCommand::Consumed(self.id, self.unreported));
-            self.unreported = 0;
-        }
+    /// Counts `read` bytes consumed; says whether to tell the driver (which takes the
+    /// count when it gets to it): at a batch's worth, or when nothing is left to read.
+    fn count_consumed(state: &mut StreamState, read: usize, drained: bool) -> bool {
+        state.consumed += read;
+        let due = state.consumed > 0 && (drained || state.consumed >= CONSUME_BATCH);
+        due && !std::mem::replace(&mut state.consume_queued, true)
     }
 }
 
@@ -196,9 +207,11 @@ impl AsyncRead for Stream {
         }
         if read > 0 {
             let drained = state.recv.is_empty();
+            let notify = Self::count_consumed(&mut state, read, drained);
             drop(state);
-            this.unreported += read;
-            this.report_consumed(drained);
+            if notify {
+                this.send(StreamCommand::Consumed(this.id));
+            }
             return Poll::Ready(Ok(read));
         }
         if state.reset {
@@ -274,7 +287,7 @@ impl AsyncWrite for Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.report_consumed(true);
+        // The driver reports what was read along with what was not.
         self.send(StreamCommand::Dropped(self.id));
     }
 }
