@@ -5,10 +5,17 @@
 //! of CONTRACT.md, so one code path drives every pair.
 //!
 //! [`PunchLab::trial`] runs one trial and returns its [`Trial`]: how the hole punch
-//! ended, as the dialer reported it, the time from the relayed connection to the direct
-//! one as the lab saw it (the arrival of the dialer's two event lines, so both stacks are
-//! timed the same way), and the pings. Each trial uses fresh identities and fresh listen
-//! ports, so no NAT mapping or connection of an earlier trial takes part.
+//! ended (the dialer's report, or a failure the listener reports first), the time from
+//! the relayed connection to the direct one as the lab saw it (the arrival of the
+//! dialer's two event lines, so both stacks are timed the same way), and the pings. Each
+//! of the [`SLOTS`] trial slots has its own identities and listen ports, so trials that
+//! run at once, or one after another through the slots, share no NAT mapping or
+//! connection.
+//!
+//! The relay is our `relay serve --unlimited`. DCUtR runs with each stack's defaults;
+//! [`TrialOptions`] can shorten rust-libp2p's timeouts, and `--config` is not passed to
+//! ours: a relay at a private address (the lab's are in `10.77.0.0/16`) already makes
+//! our peers offer and accept private addresses.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
