@@ -241,8 +241,14 @@ enum State {
         identity: Box<Keypair>,
         rng: Box<Rng>,
     },
-    /// Running the Noise XX handshake.
-    Handshake(Box<noise::Handshake>),
+    /// Running the Noise XX handshake. An upgrade dialer sends its first handshake
+    /// message right behind its `/noise` proposal (multistream-select's "lazy" dialer,
+    /// as rust-libp2p's `V1Lazy`), saving a round trip: `confirm` then reads the
+    /// listener's answer before the handshake gets the bytes that follow it.
+    Handshake {
+        noise: Box<noise::Handshake>,
+        confirm: Option<Negotiator>,
+    },
     /// Agreeing on `/yamux/1.0.0` inside Noise.
     Muxer {
         noise: Box<noise::Session>,
@@ -304,7 +310,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Security { .. } => "security",
-            State::Handshake(_) => "handshake",
+            State::Handshake { .. } => "handshake",
             State::Muxer { .. } => "muxer",
             State::Open(_) => "open",
             State::Closed => "closed",
@@ -356,14 +362,44 @@ impl Connection {
     ) -> Self {
         let mut out = Vec::new();
         let mss = Negotiator::new(upgrade, noise::PROTOCOL, &mut out);
+        let mut rng = rng.fork();
+        let state = match upgrade {
+            // `/noise` is our only proposal: the first handshake message goes with it.
+            // (Should the handshake fail to start, the negotiation runs first and the
+            // error surfaces where it would without the shortcut.)
+            Endpoint::Dialer => {
+                let mut first = Vec::new();
+                match noise::Handshake::new(
+                    noise::Role::Initiator,
+                    identity,
+                    expected_peer,
+                    &mut rng,
+                    &mut first,
+                ) {
+                    Ok(handshake) => {
+                        out.extend_from_slice(&first);
+                        State::Handshake {
+                            noise: Box::new(handshake),
+                            confirm: Some(mss),
+                        }
+                    }
+                    Err(_) => State::Security {
+                        mss,
+                        identity: Box::new(identity.clone()),
+                        rng: Box::new(rng),
+                    },
+                }
+            }
+            Endpoint::Listener => State::Security {
+                mss,
+                identity: Box::new(identity.clone()),
+                rng: Box::new(rng),
+            },
+        };
         let mut conn = Connection {
             endpoint,
             upgrade,
-            state: State::Security {
-                mss,
-                identity: Box::new(identity.clone()),
-                rng: Box::new(rng.fork()),
-            },
+            state,
             expected_peer,
             upgrade_deadline: Some(now + config.upgrade_timeout),
             transmit: BytesMut::new(),
@@ -716,10 +752,30 @@ impl Connection {
                         &mut self.scratch,
                     )?;
                     self.transmit.extend_from_slice(&self.scratch);
-                    self.state = State::Handshake(Box::new(handshake));
+                    self.state = State::Handshake {
+                        noise: Box::new(handshake),
+                        confirm: None,
+                    };
                     input = rest;
                 }
-                State::Handshake(handshake) => {
+                State::Handshake {
+                    confirm: Some(mss), ..
+                } => {
+                    self.scratch.clear();
+                    let negotiated = mss.handle(&input, noise::PROTOCOL, &mut self.scratch)?;
+                    self.transmit.extend_from_slice(&self.scratch);
+                    let Negotiated::Agreed { rest, .. } = negotiated else {
+                        return Ok(());
+                    };
+                    if let State::Handshake { confirm, .. } = &mut self.state {
+                        *confirm = None;
+                    }
+                    input = rest;
+                }
+                State::Handshake {
+                    noise: handshake,
+                    confirm: None,
+                } => {
                     self.scratch.clear();
                     let progress = handshake.handle_input(&input, &mut self.scratch)?;
                     self.transmit.extend_from_slice(&self.scratch);

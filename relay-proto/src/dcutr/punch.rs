@@ -526,6 +526,12 @@ impl HolePunch {
         self.dial(now, addrs, as_client);
     }
 
+    /// Turns go-libp2p's role swap on the last attempt on or off for the attempts still
+    /// to come: the node learns the peer's agent (identify) after the hole punch began.
+    pub fn set_swap_roles_on_last_attempt(&mut self, on: bool) {
+        self.config.swap_roles_on_last_attempt = on;
+    }
+
     /// The security role of the initiator's dial in the current attempt: the server, but
     /// the client on the last one if `swap_roles_on_last_attempt`, as go-libp2p does for
     /// peers older than its v0.41 that took the roles the other way round.

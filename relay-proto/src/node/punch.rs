@@ -4,14 +4,23 @@
 //!
 //! # What the node does
 //! - The side that accepted a relayed connection (the spec's B) starts a hole punch as
-//!   [`Role::Initiator`] once the peer's identify has arrived, unless a direct
-//!   connection to the peer exists or `concurrent_limit` hole punches are
-//!   [active](HolePunch::is_active): then it waits for a slot. The side that dialed it
-//!   (A) keeps a [`Role::Responder`] from the connection's establishment on. A DCUtR
+//!   [`Role::Initiator`] as soon as the connection is established, as rust-libp2p does
+//!   (go-libp2p first waits for the peer's identify, a round trip over the relay later),
+//!   unless a direct connection to the peer exists or `concurrent_limit` hole punches
+//!   are [active](HolePunch::is_active): then it waits for a slot. The side that dialed
+//!   it (A) keeps a [`Role::Responder`] from the connection's establishment on. A DCUtR
 //!   stream from the peer is answered whatever our side (see [`crate::dcutr`]).
+//! - The unilateral upgrade (dialing the peer's public identify listen addresses)
+//!   comes first where they are known when the hole punch starts (one started by hand,
+//!   [`Node::hole_punch`], or waiting for a slot). On a new connection identify arrives
+//!   a round trip into the first exchange; if it shows public addresses, the node dials
+//!   them directly alongside the exchange (a peer behind a symmetric NAT can be reached
+//!   only this way). Not waiting for identify saves that round trip on every
+//!   connection behind NATs.
 //! - go-libp2p's role swap on the last attempt (see [`crate::dcutr`]) is kept only for
 //!   peers whose identify agent is not ours or rust-libp2p's: both take the client role
-//!   as A on every attempt, so a swapped attempt could not succeed against them.
+//!   as A on every attempt, so a swapped attempt could not succeed against them. The
+//!   agent arrives with identify, well before a last attempt.
 //! - Our address candidates are the addresses peers observed us at (identify, on
 //!   direct connections whose local port is one we listen on, so that the NAT mapping
 //!   they show is our listener's), then our listen and external addresses; which IP
@@ -325,14 +334,16 @@ impl Node {
             return;
         };
         if c.transport.is_relayed() {
-            if c.endpoint == Endpoint::Listener
-                && self
-                    .punch
+            if c.endpoint == Endpoint::Listener {
+                self.punch
                     .listen_addrs
-                    .insert(conn, info.listen_addrs.clone())
-                    .is_none()
-            {
-                self.start_initiator(now, conn);
+                    .insert(conn, info.listen_addrs.clone());
+                // The agent is known now: the role swap follows it from here on.
+                let swap = self.punch_config(conn).swap_roles_on_last_attempt;
+                if let Some(m) = self.punch.machines.get_mut(&conn) {
+                    m.hp.set_swap_roles_on_last_attempt(swap);
+                }
+                self.punch_unilateral(now, conn, &info.listen_addrs);
             }
             return;
         }
@@ -351,8 +362,42 @@ impl Node {
         }
     }
 
-    /// A connection was established: a relayed one we dialed gets a responder; a direct
-    /// one ends the hole punches with its peer.
+    /// The unilateral upgrade, once the peer's identify shows public listen addresses
+    /// while the first exchange of the hole punch of `relayed` (which started without
+    /// waiting for identify) is under way: a plain direct dial to them alongside it, as
+    /// a connection reversal. A peer that is reachable this way may not be reachable by
+    /// the exchange: behind a symmetric NAT our punch dial to its listener comes from an
+    /// unannounced port and would meet its listener in the same (server) role. Any
+    /// direct connection to the peer ends the hole punch in success.
+    fn punch_unilateral(&mut self, now: Instant, relayed: ConnectionId, listen: &[Multiaddr]) {
+        let Some(m) = self.punch.machines.get(&relayed) else {
+            return;
+        };
+        if m.hp.role() != Role::Initiator
+            || !m.hp.is_active()
+            || m.hp.attempts() > 1
+            || !self.shared.config.hole_punch.unilateral_first
+            || self.has_direct(&m.peer)
+        {
+            return;
+        }
+        let peer = m.peer;
+        let mut public = dcutr::filter_candidates_in(listen, dcutr::AddrScope::Public);
+        let limit = match self.shared.config.hole_punch.direct_dial_attempts {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        public.truncate(limit);
+        for target in public {
+            tracing::debug!(conn = %relayed, %target, "dcutr: the peer listens publicly: dialing it directly");
+            if let Err(error) = self.dial_tcp(now, target.with(Protocol::P2p(peer))) {
+                tracing::debug!(conn = %relayed, %error, "dcutr: direct dial refused");
+            }
+        }
+    }
+
+    /// A connection was established: a relayed one we accepted starts its initiator, one
+    /// we dialed gets a responder; a direct one ends the hole punches with its peer.
     pub(super) fn punch_established(
         &mut self,
         now: Instant,
@@ -368,7 +413,9 @@ impl Node {
                 .conns
                 .get(&conn)
                 .is_some_and(|c| c.endpoint == Endpoint::Dialer);
-            if dialed && config.enabled && config.exchange_enabled() {
+            if !dialed {
+                self.start_initiator(now, conn);
+            } else if config.enabled && config.exchange_enabled() {
                 let hp = HolePunch::new(
                     Role::Responder,
                     self.punch_config(conn),

@@ -174,6 +174,12 @@ fn a_slow_receiver_that_keeps_taking_bytes_is_not_cut_off() {
     }
     assert_eq!(closed(&net), None, "a receiver making progress is kept");
     // Then it stops for good: the limit after the last progress, the circuit goes.
+    // (From a settled state, so that the dialer has window to fill the relay's buffer
+    // with whatever the moments of progress above left it.)
+    net.resume(1);
+    net.run_for(SECS);
+    net.stall(1);
+    fill(&mut net, 2 * SECS);
     let (_, held, since) = relay_side(&net);
     assert!(held > 0);
     let since = since.expect("stalled again");
