@@ -68,6 +68,7 @@
 //! `preset`), or a list of those, innermost first. Addresses: relays 203.0.113.x,
 //! peers (or their outermost NAT) 198.51.100.x, NAT insides 10.x.y.z.
 
+mod auto_relay;
 mod nat_spec;
 mod plan;
 mod report;
@@ -271,6 +272,7 @@ impl Scenario {
                 plan.oracle(cell),
                 plan.punch_pair.is_some(),
             );
+            report.detection = plan.detection();
             for t in 0..cell.trials {
                 let r = trial::run(plan, cell, self.trial_seed(i, t), clock, None)?;
                 report.add(&r);
