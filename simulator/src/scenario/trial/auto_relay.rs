@@ -78,6 +78,9 @@ impl Trial<'_, '_> {
             Failure::Kill => self.nw.kill(host),
         }
         .map_err(|e| e.to_string())?;
+        self.result
+            .failed_hosts
+            .push(self.plan.hosts[i].name.clone());
         for p in holders {
             // A second failure while one is being measured joins that measurement.
             if let std::collections::btree_map::Entry::Vacant(v) = self.failover_since.entry(p) {
@@ -119,6 +122,21 @@ impl Trial<'_, '_> {
         {
             self.result.failovers.push(e.at.saturating_since(since));
         }
+    }
+
+    /// Each AutoRelay peer and the relays it holds now, by name.
+    pub(super) fn auto_relay_summary(&self) -> Vec<(String, Vec<String>)> {
+        (0..self.hosts.len())
+            .filter(|&p| self.plan.hosts[p].auto_relay.is_some())
+            .map(|p| {
+                let names = self.current_relays(p);
+                let names = names
+                    .into_iter()
+                    .map(|r| self.plan.hosts[r].name.clone())
+                    .collect();
+                (self.plan.hosts[p].name.clone(), names)
+            })
+            .collect()
     }
 
     /// A connect step succeeded: after a relay failure, the re-dial did.

@@ -49,6 +49,11 @@ pub struct TrialResult {
     /// After such a failure, whether a later `connect` step succeeded; `None` without
     /// one.
     pub redial: Option<bool>,
+    /// Hosts `crash` and `kill` steps failed, by name, in order.
+    pub failed_hosts: Vec<String>,
+    /// At the end, each AutoRelay peer and the relays it held, by name, in the order
+    /// they were granted.
+    pub auto_relays: Vec<(String, Vec<String>)>,
     /// The first invariant violation, if any (the trial then fails).
     pub violation: Option<String>,
     /// Simulated time at the end.
@@ -406,6 +411,7 @@ impl Trial<'_, '_> {
                 _ => None,
             };
         }
+        r.auto_relays = self.auto_relay_summary();
         r.violation = self.nw.violation().map(|v| v.to_string());
         r.completed = failure.is_none() && r.violation.is_none();
         r.failure = failure.or_else(|| r.violation.clone());
@@ -433,6 +439,8 @@ fn empty_result() -> TrialResult {
         relay_failures: 0,
         failovers: Vec::new(),
         redial: None,
+        failed_hosts: Vec::new(),
+        auto_relays: Vec::new(),
         violation: None,
         sim_time: Duration::ZERO,
         events: 0,
