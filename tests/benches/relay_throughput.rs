@@ -18,6 +18,13 @@
 //! the circuit and their own to the relay), so on a small machine they, not the relay,
 //! may bound the throughput; the relay's CPU per GiB shows its own cost either way.
 //!
+//! So each series runs twice: once with no quota (relay and clients share the cores),
+//! and once with each relay process held to `RELAY_BENCH_CAP` cores (default 0.5) by a
+//! control group of its own (cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`; needs root,
+//! else only the first series runs). In the second the relay is the bottleneck, as it is
+//! when its clients are other machines, and the throughput is what it forwards on that
+//! share of a core. `RELAY_BENCH_CAP=0` skips it.
+//!
 //! Our relay binary is built first with `cargo build --release -p relay-cli` into
 //! `target/relay-bench/` (the first run compiles it; set `RELAY_BIN` to use another). Both relays lift their limits: ours with `--unlimited`,
 //! rust-libp2p's as `tests/src/bin/rust-relay.rs` says. rust-libp2p marks relayed
@@ -29,16 +36,38 @@ use futures::StreamExt;
 use relay_proto::identity::{PeerId, keypair_from_seed};
 use relay_proto::node::{ClientConfig, Config};
 use relay_runtime::perf;
-use relay_tests::bench::{RelayBinaries, RelayKind, RelayProcess, cpu_time, env_or, median};
+use relay_tests::bench::{
+    CpuCap, RelayBinaries, RelayKind, RelayProcess, cpu_time, env_or, median,
+};
 
 const MIB: u64 = 1024 * 1024;
 
 /// One relay with its own listener and dialer.
 struct Circuit {
     relay: RelayProcess,
+    /// The relay's CPU quota, when control groups are at hand; dropped after the relay.
+    cap: Option<CpuCap>,
     listener: relay_tokio::Node,
     dialer: relay_tokio::Node,
     target: PeerId,
+}
+
+/// How much CPU the relays may use during a series of runs.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// No quota: relay and clients share the machine's cores as the scheduler sees fit.
+    Shared,
+    /// Each relay held to this many cores' time; the clients have the rest.
+    Capped(f64),
+}
+
+impl Mode {
+    fn label(self) -> String {
+        match self {
+            Mode::Shared => "relay and clients sharing all cores".to_owned(),
+            Mode::Capped(cores) => format!("relay held to {cores} CPU (cgroup quota)"),
+        }
+    }
 }
 
 /// What one transfer measured.
@@ -94,6 +123,7 @@ async fn circuit(relay: RelayProcess, seed: u8) -> Result<Circuit, String> {
         .map_err(|e| format!("circuit through the {name} relay: {e}"))?;
     Ok(Circuit {
         relay,
+        cap: None,
         listener,
         dialer,
         target,
@@ -123,13 +153,53 @@ async fn transfer(c: &Circuit, bytes: u64) -> Result<Run, String> {
     })
 }
 
-async fn bench(binaries: RelayBinaries, bytes: u64, reps: usize) -> Result<(), String> {
+async fn bench(binaries: RelayBinaries, bytes: u64, reps: usize, cap: f64) -> Result<(), String> {
     let ours = RelayProcess::start(&binaries, RelayKind::Ours, 201)?;
     let rust = RelayProcess::start(&binaries, RelayKind::RustLibp2p, 202)?;
-    let circuits = [circuit(ours, 210).await?, circuit(rust, 220).await?];
+    let mut circuits = [circuit(ours, 210).await?, circuit(rust, 220).await?];
+    let mut modes = vec![Mode::Shared];
+    if cap > 0.0 {
+        let caps = circuits
+            .iter()
+            .map(|c| CpuCap::new(c.relay.kind().name(), c.relay.pid()))
+            .collect::<Result<Vec<_>, _>>();
+        match caps {
+            Ok(caps) => {
+                for (c, group) in circuits.iter_mut().zip(caps) {
+                    c.cap = Some(group);
+                }
+                modes.push(Mode::Capped(cap));
+            }
+            Err(error) => eprintln!("relay_throughput: no capped runs: {error}"),
+        }
+    }
     for c in &circuits {
         transfer(c, bytes.min(32 * MIB)).await?;
     }
+    let mut out = String::new();
+    for mode in modes {
+        for c in &circuits {
+            if let Some(group) = &c.cap {
+                group.set(match mode {
+                    Mode::Shared => None,
+                    Mode::Capped(cores) => Some(cores),
+                })?;
+            }
+        }
+        eprintln!("{}:", mode.label());
+        let runs = series(&circuits, bytes, reps).await?;
+        out.push_str(&table(&circuits, &runs, mode, bytes, reps));
+    }
+    for c in &circuits {
+        c.dialer.shutdown().await;
+        c.listener.shutdown().await;
+    }
+    print(&out);
+    Ok(())
+}
+
+/// `reps` transfers through each circuit, the relays taking turns.
+async fn series(circuits: &[Circuit; 2], bytes: u64, reps: usize) -> Result<[Vec<Run>; 2], String> {
     let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
     for rep in 0..reps {
         // Alternate which relay goes first, so neither always follows the other.
@@ -145,16 +215,22 @@ async fn bench(binaries: RelayBinaries, bytes: u64, reps: usize) -> Result<(), S
             runs[i].push(run);
         }
     }
-    for c in &circuits {
-        c.dialer.shutdown().await;
-        c.listener.shutdown().await;
-    }
+    Ok(runs)
+}
 
+fn table(
+    circuits: &[Circuit; 2],
+    runs: &[Vec<Run>; 2],
+    mode: Mode,
+    bytes: u64,
+    reps: usize,
+) -> String {
     let medians = [0, 1].map(|i| median(&runs[i].iter().map(|r| r.mib_per_s).collect::<Vec<_>>()));
     let mut out = String::new();
     out.push_str(&format!(
-        "\nrelay throughput through one circuit: {} MiB uploaded with /perf/1.0.0 per run, \
-         {reps} runs each, alternating; same relay-tokio clients for both relays\n",
+        "\nrelay throughput through one circuit, {}: {} MiB uploaded with /perf/1.0.0 per \
+         run, {reps} runs each, alternating; same relay-tokio clients for both relays\n",
+        mode.label(),
         bytes / MIB
     ));
     out.push_str(&format!(
@@ -188,8 +264,7 @@ async fn bench(binaries: RelayBinaries, bytes: u64, reps: usize) -> Result<(), S
         "ratio ours/rust-libp2p = {:.2}x (target >= 1.50x)\n",
         medians[0] / medians[1]
     ));
-    print(&out);
-    Ok(())
+    out
 }
 
 /// Writes the report to stdout.
@@ -204,6 +279,7 @@ fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
     let bytes = env_or("RELAY_BENCH_MIB", 256u64).max(1) * MIB;
     let reps = env_or("RELAY_BENCH_REPS", 5usize).max(1);
+    let cap = env_or("RELAY_BENCH_CAP", 0.5f64);
     let binaries = match RelayBinaries::locate(env!("CARGO_BIN_EXE_rust-relay")) {
         Ok(b) => b,
         Err(error) => {
@@ -215,7 +291,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(error) = runtime.block_on(bench(binaries, bytes, reps)) {
+    if let Err(error) = runtime.block_on(bench(binaries, bytes, reps, cap)) {
         eprintln!("relay_throughput: {error}");
         std::process::exit(1);
     }

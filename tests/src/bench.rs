@@ -369,3 +369,80 @@ mod tests {
         assert_eq!(kib_field("Rss: 1 kB\n", "Pss:"), None);
     }
 }
+
+/// A CPU quota on one process, by a control group of its own: cgroup v2's `cpu.max`
+/// where the unified hierarchy has the `cpu` controller, else cgroup v1's
+/// `cpu.cfs_quota_us`. Needs root; the group is removed when dropped (after the process
+/// has left it or ended).
+///
+/// The relay benchmark uses it to make the relay, not the clients sharing its machine,
+/// the bottleneck of a transfer: with the relay held to a fraction of a core and the
+/// clients free to use the rest, the throughput through the circuit is what the relay
+/// can forward on that fraction.
+#[derive(Debug)]
+pub struct CpuCap {
+    dir: PathBuf,
+    version: CgroupVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// The scheduler period the quota is a share of.
+const CPU_PERIOD_US: u64 = 100_000;
+
+impl CpuCap {
+    /// Creates a group named `name` holding process `pid` (all its threads), with no
+    /// quota yet.
+    pub fn new(name: &str, pid: u32) -> Result<Self, String> {
+        let (root, version) = if std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"))
+        {
+            (Path::new("/sys/fs/cgroup"), CgroupVersion::V2)
+        } else if Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+            (Path::new("/sys/fs/cgroup/cpu"), CgroupVersion::V1)
+        } else {
+            return Err("no cgroup cpu controller (v2 cpu.max or v1 cpu.cfs_quota_us)".into());
+        };
+        let dir = root.join(format!("relay-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let cap = Self { dir, version };
+        cap.write("cgroup.procs", &pid.to_string())?;
+        Ok(cap)
+    }
+
+    /// Holds the group to `cores` CPUs (0.5 = half of one core's time); `None` lifts the
+    /// quota.
+    pub fn set(&self, cores: Option<f64>) -> Result<(), String> {
+        let quota = cores.map(|c| ((c * CPU_PERIOD_US as f64) as u64).max(1_000));
+        match self.version {
+            CgroupVersion::V2 => {
+                let value = match quota {
+                    Some(q) => format!("{q} {CPU_PERIOD_US}"),
+                    None => format!("max {CPU_PERIOD_US}"),
+                };
+                self.write("cpu.max", &value)
+            }
+            CgroupVersion::V1 => {
+                self.write("cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+                let value = quota.map_or_else(|| "-1".to_owned(), |q| q.to_string());
+                self.write("cpu.cfs_quota_us", &value)
+            }
+        }
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), String> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        // Fails while a process is still inside; the benchmark drops its relays first.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
