@@ -18,6 +18,11 @@ impl NodeWorld {
             return;
         };
         let Some(node) = a.node.as_mut() else {
+            // A killed node's host is up: a connection its stack completes after the
+            // kill has no process to take it.
+            if let HostEvent::Tcp(TcpEvent::Accepted { conn, .. }) = event {
+                let _ = self.world.tcp_abort(conn);
+            }
             return;
         };
         match event {

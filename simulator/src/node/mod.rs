@@ -18,8 +18,11 @@
 //! address a relay observes is the NAT mapping a hole punch reuses, and simultaneous
 //! open happens through the simulated NATs as through real ones.
 //!
-//! Crashes: [`NodeWorld::crash`] drops the node with its host's sockets; a restart
-//! builds a new node with the same identity and configuration and a fresh RNG stream.
+//! Crashes: [`NodeWorld::crash`] drops the node with its host's sockets, silently (a
+//! machine that loses power); [`NodeWorld::kill`] drops the node as the operating
+//! system ends a killed process: its connections are reset and its port refuses new
+//! ones, the host stays up. A restart builds a new node with the same identity and
+//! configuration and a fresh RNG stream.
 //! [`NodeWorld::leave`] removes a host for good.
 
 mod clock;
@@ -58,6 +61,9 @@ pub struct NodeSpec {
     pub listen_port: u16,
     /// Protocols the application accepts inbound streams of.
     pub protocols: Vec<String>,
+    /// Start AutoRelay (`Config::auto_relay`) when the node boots, as `relay listen`
+    /// does: at attach and after every restart.
+    pub start_auto_relay: bool,
 }
 
 impl NodeSpec {
@@ -68,6 +74,7 @@ impl NodeSpec {
             keypair,
             listen_port,
             protocols: Vec::new(),
+            start_auto_relay: false,
         }
     }
 }
@@ -101,6 +108,9 @@ pub enum NodeError {
     /// The node's configuration is invalid.
     #[error("node configuration: {0}")]
     Config(#[from] NodeConfigError),
+    /// AutoRelay could not be started.
+    #[error("starting auto relay: {0}")]
+    AutoRelay(#[from] relay_proto::autorelay::Error),
 }
 
 /// A world whose hosts run relay-proto nodes. See the [module docs](self).
@@ -282,10 +292,43 @@ impl NodeWorld {
         Ok(())
     }
 
-    /// Restarts a crashed host with a new node of the same identity and settings.
+    /// Kills a host's node as the operating system ends a killed process: every
+    /// connection is reset (RST), the listener closes so new connections are refused,
+    /// the node and its timer vanish; the host stays up. Peers notice at once.
+    pub fn kill(&mut self, host: HostId) -> Result<(), NodeError> {
+        let a = self.hosts.get_mut(&host).ok_or(NodeError::NoNode(host))?;
+        if a.node.take().is_none() {
+            return Ok(());
+        }
+        let timer = a.timer.take();
+        a.last_fire = None;
+        a.conns.clear();
+        let sockets = std::mem::take(&mut a.sockets);
+        let port = a.spec.listen_port;
+        if let Some((id, _)) = timer {
+            self.world.cancel_timer(id);
+        }
+        for sock in sockets.keys() {
+            // A socket the stack already forgot needs nothing.
+            let _ = self.world.tcp_abort(*sock);
+        }
+        self.world.tcp_unlisten(host, port)?;
+        self.events.retain(|e| e.host != host);
+        Ok(())
+    }
+
+    /// Restarts a crashed host, or a killed node, with a new node of the same identity
+    /// and settings.
     pub fn restart(&mut self, host: HostId) -> Result<(), NodeError> {
         if self.world.host_is_up(host) {
-            return Ok(());
+            let Some(a) = self.hosts.get_mut(&host) else {
+                return Ok(());
+            };
+            if a.node.is_some() {
+                return Ok(());
+            }
+            a.incarnation = a.incarnation.wrapping_add(1);
+            return self.boot(host);
         }
         self.world.restart_host(host)?;
         if let Some(a) = self.hosts.get_mut(&host) {
@@ -372,8 +415,12 @@ impl NodeWorld {
         }
         node.add_listen_addr(now, listen);
         let port = a.spec.listen_port;
+        let start_auto_relay = a.spec.start_auto_relay;
         a.node = Some(node);
         self.world.tcp_listen(host, port)?;
+        if start_auto_relay {
+            self.command(host, |node, now| node.auto_relay_start(now))??;
+        }
         self.drain(host);
         Ok(())
     }

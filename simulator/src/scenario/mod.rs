@@ -21,6 +21,11 @@
 //!   a: {nat: port_restricted_cone, link: {latency_ms: [10, 40]}}
 //!   b: {nat: [full_cone, symmetric]}             # a chain, innermost first
 //!   c: {nat: {mapping: endpoint_independent, filtering: address_dependent}}
+//!   d:                                           # AutoRelay: reserves by itself
+//!     nat: symmetric
+//!     auto_relay: {static_relays: [relay], min_relay_peers: 1, max_relay_peers: 1,
+//!                  selection_policy: quality, enable_dynamic: false,
+//!                  activation: when_private, backoff_s: 30}
 //! steps:
 //!   - reserve: {peer: b, relay: relay}           # waits for the answer
 //!   - connect: {from: a, to: b, via: relay}      # a relayed connection
@@ -33,10 +38,27 @@
 //!   - await: {host: b, event: reservation_lost}
 //!   - leave: c                                   # closes, then switches off
 //!   - join: c                                    # a new node, same identity
+//!   - await_relays: {peer: d, count: 1}          # d's AutoRelay holds 1 (live)
+//!   - connect: {from: a, to: d, via: {relay_of: d, pick: newest}}
+//!   - kill: {relay_of: d, pick: oldest}          # a process dies: resets
+//!   - crash: {relay_of: d}                       # a machine goes silent
 //! matrix:                                        # optional: a grid of cells
 //!   nat: {a: [public, full_cone, symmetric], b: [full_cone, symmetric]}
-//! options: {check_invariants: true, step_timeout_s: 60}
+//! options: {check_invariants: true, step_timeout_s: 60, ping_interval_s: 15,
+//!           ping_timeout_s: 20}
 //! ```
+//!
+//! AutoRelay: a peer with `auto_relay` runs the node's own AutoRelay with the named
+//! relays as static relays; it is started when the node boots (and after a restart or
+//! join) and reserves, renews and replaces relays by itself. A failed relay is noticed
+//! only as under a real runtime: `kill` (the process dies, its operating system resets
+//! the connections and refuses new ones) closes the connection at once; `crash` (the
+//! machine goes silent, as power loss, a hang or SIGSTOP) is noticed when a heartbeat
+//! ping goes unanswered, within `ping_interval_s + ping_timeout_s` (the detection
+//! interval). `{relay_of: PEER, pick: oldest|newest}` names one of the relays the
+//! peer's AutoRelay holds when the step runs, for `crash`, `kill` and `connect`'s
+//! `via`. `await_relays` waits until the peer holds `count` (default its
+//! `max_relay_peers`) reservations on relays that are up.
 //!
 //! Instead of a matrix, `field_mix: {peers: [a, b], prevalence: {full_cone: 10,
 //! symmetric: 3, ...}}` runs every pair of the listed NAT types and weighs each cell's
@@ -54,6 +76,10 @@
 //! - time to direct: from both ends having the relayed connection to both having the
 //!   direct one (the `hole_punch` step waits for A's side too);
 //! - relayed bytes: what the relays relayed, crashed incarnations included;
+//! - relay failover, when a `crash` or `kill` hits a relay an AutoRelay peer holds:
+//!   the time from the failure to the next reservation the peer's AutoRelay adds
+//!   (p50, p90, max), against the target of two detection intervals, and the share of
+//!   such trials whose later `connect` (the re-dial) succeeded;
 //! - the oracle: [`crate::oracle::predict_dcutr`] for the `hole_punch` pair and how
 //!   many trials agreed, and whether the network has a path at all
 //!   ([`crate::oracle::predict`]).
@@ -68,6 +94,7 @@
 //! `preset`), or a list of those, innermost first. Addresses: relays 203.0.113.x,
 //! peers (or their outermost NAT) 198.51.100.x, NAT insides 10.x.y.z.
 
+mod auto_relay;
 mod nat_spec;
 mod plan;
 mod report;
@@ -271,6 +298,7 @@ impl Scenario {
                 plan.oracle(cell),
                 plan.punch_pair.is_some(),
             );
+            report.detection = plan.detection();
             for t in 0..cell.trials {
                 let r = trial::run(plan, cell, self.trial_seed(i, t), clock, None)?;
                 report.add(&r);

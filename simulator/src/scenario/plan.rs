@@ -6,9 +6,10 @@ use std::time::Duration;
 use relay_proto::hop::RelayConfig;
 
 use super::ScenarioError;
+use super::auto_relay::{self, AutoRelayPlan};
 use super::nat_spec::{self, Chain, PUBLIC};
 use super::spec::{
-    LinkSpec, MatrixSpec, NatSpec, RelaySpec, ScenarioSpec, Span, Step, TransportName,
+    HostRef, LinkSpec, MatrixSpec, NatSpec, RelaySpec, ScenarioSpec, Span, Step, TransportName,
 };
 use crate::net::LinkParams;
 use crate::oracle::{self, Transport, Verdict};
@@ -42,6 +43,8 @@ pub(crate) struct HostPlan {
     pub(crate) present: bool,
     /// Its NAT chain unless a cell says otherwise.
     pub(crate) chain: Chain,
+    /// Its AutoRelay, for a peer that runs one.
+    pub(crate) auto_relay: Option<AutoRelayPlan>,
 }
 
 /// A link's properties with its latency range.
@@ -132,6 +135,8 @@ pub(crate) struct Plan {
     pub(crate) check_invariants: bool,
     pub(crate) tcp_data_retries: Option<u32>,
     pub(crate) ping_interval: Option<Option<Duration>>,
+    /// The nodes' ping timeout, if the scenario sets one.
+    pub(crate) ping_timeout: Option<Duration>,
     /// The pair whose direct connection is measured and the oracle asked about: (A, B)
     /// of the first hole punch step, else the field mix's peers.
     pub(crate) punch_pair: Option<(usize, usize)>,
@@ -166,6 +171,7 @@ impl Plan {
                 port_reuse: peer.port_reuse.unwrap_or(true),
                 present: peer.present.unwrap_or(true),
                 chain,
+                auto_relay: None,
             });
         }
         if hosts.is_empty() || hosts.len() > MAX_HOSTS {
@@ -178,6 +184,19 @@ impl Plan {
             .enumerate()
             .map(|(i, h)| (h.name.clone(), i))
             .collect();
+        for (name, peer) in &spec.peers {
+            if let Some(ar) = &peer.auto_relay {
+                let planned = auto_relay::plan(ar, &format!("peers.{name}.auto_relay"), |r| {
+                    Lookup {
+                        hosts: &hosts,
+                        index: &index,
+                    }
+                    .relay(r)
+                })
+                .map_err(invalid)?;
+                hosts[index[name]].auto_relay = Some(planned);
+            }
+        }
         let lookup = Lookup {
             hosts: &hosts,
             index: &index,
@@ -201,6 +220,13 @@ impl Plan {
             Some(s) => Some(Some(
                 nat_spec::seconds(s, "options.ping_interval_s").map_err(invalid)?,
             )),
+        };
+        let ping_timeout = match spec.options.ping_timeout_s {
+            None => None,
+            Some(s) if s > 0.0 => {
+                Some(nat_spec::seconds(s, "options.ping_timeout_s").map_err(invalid)?)
+            }
+            Some(_) => return Err(invalid("options.ping_timeout_s must be above 0".into())),
         };
         let (cells, mix) = match (&spec.matrix, &spec.field_mix) {
             (Some(_), Some(_)) => {
@@ -259,8 +285,17 @@ impl Plan {
             check_invariants: spec.options.check_invariants.unwrap_or(true),
             tcp_data_retries: spec.options.tcp_data_retries,
             ping_interval,
+            ping_timeout,
             punch_pair,
         })
+    }
+
+    /// The nodes' heartbeat detection interval: a silent peer is noticed within
+    /// `ping.interval + ping.timeout` of its last answer; `None` if they do not ping.
+    pub(crate) fn detection(&self) -> Option<Duration> {
+        let defaults = relay_proto::ping::PingConfig::default();
+        let interval = self.ping_interval.unwrap_or(defaults.interval)?;
+        Some(interval + self.ping_timeout.unwrap_or(defaults.timeout))
     }
 
     /// The NAT chain of host `i` in `cell`.
@@ -356,6 +391,7 @@ fn relay_plan(name: &str, relay: &RelaySpec) -> Result<HostPlan, String> {
             label: PUBLIC.into(),
             nats: Vec::new(),
         },
+        auto_relay: None,
     })
 }
 
@@ -386,6 +422,24 @@ impl Lookup<'_> {
         match self.hosts[i].role {
             Role::Relay(_) => Ok(i),
             Role::Peer => Err(format!("`{name}` is a peer, not a relay")),
+        }
+    }
+
+    /// A peer that runs AutoRelay: its plan.
+    fn auto_peer(&self, name: &str) -> Result<&AutoRelayPlan, String> {
+        let i = self.peer(name)?;
+        self.hosts[i]
+            .auto_relay
+            .as_ref()
+            .ok_or_else(|| format!("`{name}` runs no auto_relay"))
+    }
+
+    /// A host named, or a relay of an AutoRelay peer; `relay_only` refuses peers.
+    fn host_ref(&self, r: &HostRef, relay_only: bool) -> Result<(), String> {
+        match r {
+            HostRef::Named(name) if relay_only => self.relay(name).map(|_| ()),
+            HostRef::Named(name) => self.host(name).map(|_| ()),
+            HostRef::RelayOf { peer, .. } => self.auto_peer(peer).map(|_| ()),
         }
     }
 
@@ -420,7 +474,7 @@ impl Lookup<'_> {
             } => {
                 self.pair(from, to)?;
                 if let Some(via) = via {
-                    self.relay(via)?;
+                    self.host_ref(via, true)?;
                 }
                 timeout(timeout_s)
             }
@@ -464,7 +518,21 @@ impl Lookup<'_> {
                 self.host(host)?;
                 timeout(timeout_s)
             }
-            Step::Crash(h) | Step::Restart(h) => self.host(h).map(|_| ()),
+            Step::Crash(h) | Step::Kill(h) => self.host_ref(h, false),
+            Step::AwaitRelays {
+                peer,
+                count,
+                timeout_s,
+            } => {
+                let max = self.auto_peer(peer)?.config.max_relay_peers;
+                if count.is_some_and(|c| c == 0 || c > max) {
+                    return Err(format!(
+                        "await_relays count must be 1 to {peer}'s max_relay_peers ({max})"
+                    ));
+                }
+                timeout(timeout_s)
+            }
+            Step::Restart(h) => self.host(h).map(|_| ()),
             Step::Leave(p) | Step::Join(p) => self.peer(p).map(|_| ()),
             Step::Wait(s) => nat_spec::seconds(*s, "wait").map(|_| ()),
         }

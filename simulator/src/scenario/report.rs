@@ -52,6 +52,17 @@ pub struct CellReport {
     pub ping: (Duration, u64),
     /// Bytes and time of all transfers.
     pub transfer: (u64, Duration),
+    /// Failures of relays AutoRelay peers held (see [`TrialResult::relay_failures`]).
+    pub relay_failures: u32,
+    /// Times from such a failure to the next reservation the peer's AutoRelay added,
+    /// sorted.
+    pub failovers: Vec<Duration>,
+    /// The heartbeat's detection interval, `ping.interval + ping.timeout` of the
+    /// nodes, if they ping; the failover target is twice this.
+    pub detection: Option<Duration>,
+    /// Trials with a relay failure, and of those the trials whose later `connect`
+    /// succeeded.
+    pub redials: (u32, u32),
     /// Failure reasons and how often each occurred.
     pub failures: BTreeMap<String, u32>,
     /// Trials with an invariant violation.
@@ -92,6 +103,10 @@ impl CellReport {
             relayed_bytes: 0,
             ping: (Duration::ZERO, 0),
             transfer: (0, Duration::ZERO),
+            relay_failures: 0,
+            failovers: Vec::new(),
+            detection: None,
+            redials: (0, 0),
             failures: BTreeMap::new(),
             violations: 0,
             agreeing: 0,
@@ -113,6 +128,15 @@ impl CellReport {
         if let Some(t) = r.time_to_direct {
             let at = self.time_to_direct.partition_point(|x| *x <= t);
             self.time_to_direct.insert(at, t);
+        }
+        self.relay_failures += r.relay_failures;
+        for &t in &r.failovers {
+            let at = self.failovers.partition_point(|x| *x <= t);
+            self.failovers.insert(at, t);
+        }
+        if let Some(ok) = r.redial {
+            self.redials.0 += 1;
+            self.redials.1 += u32::from(ok);
         }
         self.relayed_bytes += r.relayed_bytes;
         for rtt in &r.ping_rtts {
@@ -167,12 +191,48 @@ impl CellReport {
 
     /// The `q`-quantile (0 to 1) of the time to a direct connection.
     pub fn time_to_direct_quantile(&self, q: f64) -> Option<Duration> {
-        let n = self.time_to_direct.len();
-        if n == 0 {
-            return None;
+        quantile(&self.time_to_direct, q)
+    }
+
+    /// The `q`-quantile (0 to 1) of the time from a relay's failure to the next
+    /// reservation.
+    pub fn failover_quantile(&self, q: f64) -> Option<Duration> {
+        quantile(&self.failovers, q)
+    }
+
+    /// The failover target: two detection intervals.
+    pub fn failover_target(&self) -> Option<Duration> {
+        self.detection.map(|d| 2 * d)
+    }
+
+    /// Failovers within the target.
+    pub fn failovers_within_target(&self) -> Option<usize> {
+        let target = self.failover_target()?;
+        Some(self.failovers.iter().filter(|t| **t <= target).count())
+    }
+
+    /// Trials whose re-dial after a relay failure succeeded, per trial with a failure.
+    pub fn redial_success_rate(&self) -> Option<f64> {
+        let (trials, ok) = self.redials;
+        (trials > 0).then(|| ratio(ok.into(), trials.into()))
+    }
+
+    /// The failover figures as JSON, `null` without relay failures.
+    fn failover_json(&self) -> Value {
+        if self.relay_failures == 0 {
+            return Value::Null;
         }
-        let i = ((n - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-        self.time_to_direct.get(i).copied()
+        let q = |q| self.failover_quantile(q).map(ms);
+        json!({
+            "relay_failures": self.relay_failures,
+            "replaced": self.failovers.len(),
+            "p50_ms": q(0.5),
+            "p90_ms": q(0.9),
+            "max_ms": q(1.0),
+            "detection_interval_ms": self.detection.map(ms),
+            "target_ms": self.failover_target().map(ms),
+            "within_target": self.failovers_within_target(),
+        })
     }
 
     /// Mean bytes relayed per trial.
@@ -216,6 +276,8 @@ impl CellReport {
             "oracle_agreement": self.oracle.and_then(Verdict::is_direct).map(|_| {
                 round6(ratio(self.agreeing.into(), self.trials.into()))
             }),
+            "relay_failover": self.failover_json(),
+            "redial_success_rate": self.redial_success_rate().map(round6),
             "failures": self.failures,
             "violations": self.violations,
             "sim_seconds": round6(self.sim_time.as_secs_f64()),
@@ -344,6 +406,41 @@ impl Report {
                  security roles cannot use it (see oracle::predict_dcutr)"
             );
         }
+        for c in self.cells.iter().filter(|c| c.relay_failures > 0) {
+            let q = |q| {
+                c.failover_quantile(q)
+                    .map_or("-".into(), |d| format!("{:.0}", ms(d)))
+            };
+            let _ = write!(
+                s,
+                "relay failover {}: {} of {} failed relays replaced, failure to new \
+                 reservation p50/p90/max {}/{}/{} ms",
+                c.label,
+                c.failovers.len(),
+                c.relay_failures,
+                q(0.5),
+                q(0.9),
+                q(1.0),
+            );
+            if let (Some(d), Some(n)) = (c.detection, c.failovers_within_target()) {
+                let _ = write!(
+                    s,
+                    "; target 2 x {:.0} ms detection interval (ping interval + timeout): \
+                     {n} within",
+                    ms(d)
+                );
+            }
+            if let Some(rate) = c.redial_success_rate() {
+                let _ = write!(
+                    s,
+                    "; re-dial {}/{} ({:.1}%)",
+                    c.redials.1,
+                    c.redials.0,
+                    100.0 * rate
+                );
+            }
+            s.push('\n');
+        }
         if let Some(m) = &self.mix {
             let _ = writeln!(
                 s,
@@ -448,6 +545,16 @@ pub fn verdict_name(v: Verdict) -> &'static str {
         Verdict::NoDirect => "none",
         Verdict::Undetermined => "race",
     }
+}
+
+/// The `q`-quantile (0 to 1) of sorted durations.
+fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let i = ((n - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    sorted.get(i).copied()
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

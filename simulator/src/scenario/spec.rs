@@ -133,6 +133,114 @@ pub struct PeerSpec {
     /// an absent one.
     #[serde(default)]
     pub present: Option<bool>,
+    /// AutoRelay: the peer chooses relays and keeps reservations on them by itself.
+    #[serde(default)]
+    pub auto_relay: Option<AutoRelaySpec>,
+}
+
+/// A peer's AutoRelay (the seed's `node.relay.auto_relay`), run by its node: it
+/// reserves, renews and replaces relays by itself; no `reserve` steps are needed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRelaySpec {
+    /// Relays of the scenario, by name, as the node's static relays.
+    #[serde(default)]
+    pub static_relays: Vec<String>,
+    /// Reservations to keep (default 3, the seed's).
+    #[serde(default)]
+    pub max_relay_peers: Option<usize>,
+    /// Reservations below which a failed selection is an error (default 1).
+    #[serde(default)]
+    pub min_relay_peers: Option<usize>,
+    /// How candidates are chosen (default `quality`).
+    #[serde(default)]
+    pub selection_policy: Option<PolicyName>,
+    /// Also use relays seen to speak the hop protocol (default false here: nobody
+    /// answers the peer source in a scenario).
+    #[serde(default)]
+    pub enable_dynamic: Option<bool>,
+    /// `when_private` (default, the node's; every simulated address counts as
+    /// private) or `always`.
+    #[serde(default)]
+    pub activation: Option<ActivationName>,
+    /// Seconds a failed relay waits before it may be chosen again (default 30).
+    #[serde(default)]
+    pub backoff_s: Option<f64>,
+}
+
+/// An AutoRelay selection policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Highest quality score first.
+    Quality,
+    /// At random.
+    Random,
+    /// In turn, in the order the relays became known.
+    RoundRobin,
+}
+
+/// When AutoRelay holds reservations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationName {
+    /// While the node believes itself unreachable.
+    WhenPrivate,
+    /// Always.
+    Always,
+}
+
+/// A host a step acts on: by name, or one of the relays a peer's AutoRelay holds,
+/// looked up when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRef {
+    /// The relay or peer of this name.
+    Named(String),
+    /// A relay `peer`'s AutoRelay holds a reservation on.
+    RelayOf {
+        /// The peer.
+        peer: String,
+        /// Which of its relays.
+        pick: Pick,
+    },
+}
+
+/// Which of a peer's AutoRelay relays, in the order they were granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The one held longest.
+    #[default]
+    Oldest,
+    /// The one granted last.
+    Newest,
+}
+
+/// `{relay_of: b, pick: newest}` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayOfSpec {
+    relay_of: String,
+    #[serde(default)]
+    pick: Pick,
+}
+
+// By hand: a name, or a map naming a peer; nothing else.
+impl<'de> Deserialize<'de> for HostRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(name) => Ok(HostRef::Named(name)),
+            v @ serde_yaml::Value::Mapping(_) => serde_yaml::from_value::<RelayOfSpec>(v)
+                .map(|r| HostRef::RelayOf {
+                    peer: r.relay_of,
+                    pick: r.pick,
+                })
+                .map_err(|e| serde::de::Error::custom(format!("a host: {e}"))),
+            other => Err(serde::de::Error::custom(format!(
+                "a host is a name or {{relay_of: PEER, pick: oldest|newest}}; not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// A NAT: a preset name, one custom NAT, or a chain of them, innermost first.
@@ -329,9 +437,10 @@ pub enum Step {
         from: String,
         /// The peer dialed.
         to: String,
-        /// The relay to go through; none for a direct dial of `to`'s listen address.
+        /// The relay to go through, by name or `{relay_of: PEER, pick: newest}`; none
+        /// for a direct dial of `to`'s listen address.
         #[serde(default)]
-        via: Option<String>,
+        via: Option<HostRef>,
         /// Limit in seconds.
         #[serde(default)]
         timeout_s: Option<f64>,
@@ -388,9 +497,24 @@ pub enum Step {
         #[serde(default)]
         timeout_s: Option<f64>,
     },
-    /// A host crashes: its node and sockets vanish silently.
-    Crash(String),
-    /// A crashed host restarts with a new node (same identity).
+    /// A host crashes: its node and sockets vanish silently, as a machine that loses
+    /// power or hangs; peers notice by their timeouts (heartbeat pings, TCP).
+    Crash(HostRef),
+    /// A host's node is killed, as a process: its operating system resets every
+    /// connection and refuses new ones; peers notice at once.
+    Kill(HostRef),
+    /// Waits until a peer's AutoRelay holds `count` reservations on relays that are up.
+    AwaitRelays {
+        /// The peer.
+        peer: String,
+        /// How many (default: its `max_relay_peers`).
+        #[serde(default)]
+        count: Option<usize>,
+        /// Limit in seconds.
+        #[serde(default)]
+        timeout_s: Option<f64>,
+    },
+    /// A crashed or killed host restarts with a new node (same identity).
     Restart(String),
     /// A peer leaves: closes its connections, then switches off.
     Leave(String),
@@ -479,4 +603,8 @@ pub struct OptionsSpec {
     /// Automatic ping interval of the nodes in seconds; 0 disables (default 15).
     #[serde(default)]
     pub ping_interval_s: Option<f64>,
+    /// How long the nodes wait for a ping's answer, in seconds (default 20). With the
+    /// interval it makes the heartbeat's detection interval.
+    #[serde(default)]
+    pub ping_timeout_s: Option<f64>,
 }

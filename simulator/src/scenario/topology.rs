@@ -5,10 +5,12 @@
 //! its outermost NAT's) is 198.51.100.(p+1); the NAT at depth `d` inside it is
 //! 10.(p+1).d.2 and the peer behind the innermost NAT 10.(p+1).(depth).100.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use relay_proto::identity::keypair_from_secret;
+use relay_proto::multiaddr::Protocol;
 use relay_proto::node::Config;
+use relay_proto::node::addr::tcp_multiaddr;
 
 use super::ScenarioError;
 use super::plan::{Cell, Plan, Role};
@@ -73,20 +75,39 @@ pub(crate) fn build(
     }
     let mut nw = NodeWorld::new(world, clock);
     nw.set_check_invariants(plan.check_invariants);
+    let keys: Vec<_> = (0..plan.hosts.len())
+        .map(|i| {
+            let mut key = SimRng::new(mix(seed, KEY_SALT, i as u64));
+            let mut secret = [0u8; 32];
+            for chunk in secret.chunks_mut(8) {
+                chunk.copy_from_slice(&key.next_u64().to_le_bytes());
+            }
+            keypair_from_secret(secret)
+        })
+        .collect();
     let mut specs = Vec::new();
     let mut attached = Vec::new();
     for (i, h) in plan.hosts.iter().enumerate() {
-        let mut key = SimRng::new(mix(seed, KEY_SALT, i as u64));
-        let mut secret = [0u8; 32];
-        for chunk in secret.chunks_mut(8) {
-            chunk.copy_from_slice(&key.next_u64().to_le_bytes());
-        }
         let mut config = Config {
             port_reuse: h.port_reuse,
             ..Config::default()
         };
         if let Some(interval) = plan.ping_interval {
             config.ping.interval = interval;
+        }
+        if let Some(timeout) = plan.ping_timeout {
+            config.ping.timeout = timeout;
+        }
+        if let Some(ar) = &h.auto_relay {
+            let mut auto = ar.config.clone();
+            for &r in &ar.static_relays {
+                let ip = nw.world().host_addr(hosts[r])?;
+                let addr = SocketAddrV4::new(ip, plan.hosts[r].port);
+                let id = keys[r].public().to_peer_id();
+                auto.static_relay_peers
+                    .push(tcp_multiaddr(addr.into()).with(Protocol::P2p(id)));
+            }
+            config.auto_relay = Some(auto);
         }
         let mut protocols = Vec::new();
         match &h.role {
@@ -95,9 +116,10 @@ pub(crate) fn build(
         }
         let spec = NodeSpec {
             config,
-            keypair: keypair_from_secret(secret),
+            keypair: keys[i].clone(),
             listen_port: h.port,
             protocols,
+            start_auto_relay: h.auto_relay.is_some(),
         };
         if h.present {
             nw.attach(hosts[i], spec.clone())?;

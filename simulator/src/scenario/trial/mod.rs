@@ -1,6 +1,7 @@
 //! One trial: a fresh world, the steps in order (`steps.rs`), the event loop every
 //! step waits in, and what was measured.
 
+mod auto_relay;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,20 @@ pub struct TrialResult {
     pub ping_rtts: Vec<Duration>,
     /// Bytes and durations of `transfer` steps.
     pub transfers: Vec<(u64, Duration)>,
+    /// Failures (`crash`, `kill`) of a relay an AutoRelay peer held, one per such peer
+    /// (a failure while that peer is still replacing a relay joins that measurement).
+    pub relay_failures: u32,
+    /// For each that was followed by one, the time from the failure to the next
+    /// reservation the peer's AutoRelay added.
+    pub failovers: Vec<Duration>,
+    /// After such a failure, whether a later `connect` step succeeded; `None` without
+    /// one.
+    pub redial: Option<bool>,
+    /// Hosts `crash` and `kill` steps failed, by name, in order.
+    pub failed_hosts: Vec<String>,
+    /// At the end, each AutoRelay peer and the relays it held, by name, in the order
+    /// they were granted.
+    pub auto_relays: Vec<(String, Vec<String>)>,
     /// The first invariant violation, if any (the trial then fails).
     pub violation: Option<String>,
     /// Simulated time at the end.
@@ -86,6 +101,8 @@ struct Trial<'p, 'o> {
     punches: Vec<(SimTime, usize, usize, Punch)>,
     /// Outcomes before this index were taken by a `hole_punch` step.
     punches_used: usize,
+    /// AutoRelay peers replacing a failed relay: since when.
+    failover_since: BTreeMap<usize, SimTime>,
     result: TrialResult,
     /// Sees every node event first (tracing).
     observer: Option<&'o mut dyn FnMut(&NodeEvent)>,
@@ -130,6 +147,7 @@ pub(crate) fn run(
         previous_start: SimTime::ZERO,
         punches: Vec::new(),
         punches_used: 0,
+        failover_since: BTreeMap::new(),
         result: empty_result(),
         observer,
     };
@@ -201,6 +219,7 @@ impl Trial<'_, '_> {
         if let Some(kind) = await_kind(&e.event) {
             self.marks.push((e.at, at, kind));
         }
+        self.observe_auto_relay(at, e);
         match &e.event {
             Event::StreamOpened { stream, .. } | Event::StreamWritable { stream }
                 if self.sends.contains_key(&(at, *stream)) =>
@@ -392,6 +411,7 @@ impl Trial<'_, '_> {
                 _ => None,
             };
         }
+        r.auto_relays = self.auto_relay_summary();
         r.violation = self.nw.violation().map(|v| v.to_string());
         r.completed = failure.is_none() && r.violation.is_none();
         r.failure = failure.or_else(|| r.violation.clone());
@@ -416,6 +436,11 @@ fn empty_result() -> TrialResult {
         relayed_bytes: 0,
         ping_rtts: Vec::new(),
         transfers: Vec::new(),
+        relay_failures: 0,
+        failovers: Vec::new(),
+        redial: None,
+        failed_hosts: Vec::new(),
+        auto_relays: Vec::new(),
         violation: None,
         sim_time: Duration::ZERO,
         events: 0,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use relay_proto::multiaddr::Protocol;
 use relay_proto::node::{ConnectionId, Event};
 
+use super::auto_relay::Failure;
 use super::{Trial, await_kind};
 use crate::scenario::spec::{AwaitName, PathName, Step};
 use crate::scenario::topology::TRANSFER_PROTOCOL;
@@ -24,8 +25,10 @@ impl Trial<'_, '_> {
                 via,
                 timeout_s,
             } => {
-                let via = via.as_ref().map(|v| self.slot(v));
-                self.connect(self.slot(from), self.slot(to), via, timeout(timeout_s))
+                let via = via.as_ref().map(|v| self.resolve(v)).transpose()?;
+                self.connect(self.slot(from), self.slot(to), via, timeout(timeout_s))?;
+                self.connected();
+                Ok(())
             }
             Step::HolePunch {
                 from,
@@ -66,7 +69,22 @@ impl Trial<'_, '_> {
                 event,
                 timeout_s,
             } => self.await_event(self.slot(host), *event, timeout(timeout_s)),
-            Step::Crash(h) => self.crash(self.slot(h)),
+            Step::Crash(h) => self.fail(self.resolve(h)?, Failure::Crash),
+            Step::Kill(h) => self.fail(self.resolve(h)?, Failure::Kill),
+            Step::AwaitRelays {
+                peer,
+                count,
+                timeout_s,
+            } => {
+                let p = self.slot(peer);
+                let count = count.unwrap_or_else(|| {
+                    self.plan.hosts[p]
+                        .auto_relay
+                        .as_ref()
+                        .map_or(1, |a| a.config.max_relay_peers)
+                });
+                self.await_relays(p, count, timeout(timeout_s))
+            }
             Step::Restart(h) | Step::Join(h) => self.start(self.slot(h)),
             Step::Leave(p) => self.leave(self.slot(p)),
             Step::Wait(s) => {
@@ -333,6 +351,8 @@ pub(super) fn step_name(step: &Step) -> &'static str {
         Step::Transfer { .. } => "transfer",
         Step::Await { .. } => "await",
         Step::Crash(_) => "crash",
+        Step::Kill(_) => "kill",
+        Step::AwaitRelays { .. } => "await_relays",
         Step::Restart(_) => "restart",
         Step::Leave(_) => "leave",
         Step::Join(_) => "join",
