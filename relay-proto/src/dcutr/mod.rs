@@ -77,9 +77,10 @@
 //! # Integration
 //!
 //! Per relayed connection the node keeps one [`HolePunch`]:
-//! - Initiator: create it once the peer's identify has arrived, with
-//!   [`local_candidates`] from our observed and listen addresses and the peer's listen
-//!   addresses, unless `concurrent_limit` machines are [active](HolePunch::is_active).
+//! - Initiator: create it when the relayed connection is established (or once the
+//!   peer's identify has arrived, to have its listen addresses for the unilateral
+//!   upgrade, a round trip later), with [`local_candidates`] from our observed and
+//!   listen addresses and the peer's listen addresses if known, unless `concurrent_limit` machines are [active](HolePunch::is_active).
 //!   Responder: create it when the relayed connection is established.
 //! - [`Action::OpenStream`]: open `/libp2p/dcutr` on the relayed connection, then call
 //!   [`HolePunch::stream_opened`] (or [`HolePunch::stream_closed`] if it fails).

@@ -191,8 +191,8 @@ impl Node {
     ///
     /// Disabling ends every hole punch at once: those that had begun an attempt end
     /// with [`FailureReason::NotEnabled`] (an event and a count each), and peers' DCUtR
-    /// streams are refused from then on. Enabling starts hole punches for the relayed
-    /// connections we accepted whose peer has identified itself.
+    /// streams are refused from then on. Enabling starts hole punches for the established
+    /// relayed connections we accepted.
     pub fn set_hole_punch_enabled(&mut self, now: Instant, enabled: bool) {
         let config = &mut self.shared.config.hole_punch;
         if config.enabled == enabled {
@@ -204,15 +204,15 @@ impl Node {
                 self.shared.protocols.insert(dcutr::PROTOCOL);
             }
             let ready: SmallVec<[ConnectionId; 8]> = self
-                .punch
-                .listen_addrs
-                .keys()
-                .copied()
-                .filter(|id| {
-                    self.conns
-                        .get(id)
-                        .is_some_and(|c| c.endpoint == Endpoint::Listener)
+                .conns
+                .iter()
+                .filter(|(_, c)| {
+                    c.transport.is_relayed()
+                        && c.endpoint == Endpoint::Listener
+                        && c.peer.is_some()
+                        && c.conn.is_open()
                 })
+                .map(|(id, _)| *id)
                 .collect();
             for relayed in ready {
                 self.start_initiator(now, relayed);
@@ -322,8 +322,8 @@ impl Node {
 
     // ----- hooks of the rest of the node -----
 
-    /// A peer identified itself on `conn`: keep what it observed of us, and start the
-    /// hole punch of a relayed connection we accepted.
+    /// A peer identified itself on `conn`: keep what it observed of us; on a relayed
+    /// connection we accepted, let its hole punch know the peer's agent and addresses.
     pub(super) fn punch_identified(
         &mut self,
         now: Instant,
