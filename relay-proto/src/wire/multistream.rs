@@ -1,7 +1,7 @@
 //! multistream-select 1.0: agreeing on the protocol of a connection or stream.
 //!
-//! Every message is a [frame](super::frame) whose payload is UTF-8 text ending in `'\n'`,
-//! at most [`MAX_MESSAGE_LEN`] bytes long. Both sides first exchange [`HEADER`]. The
+//! Every message is a length-prefixed frame ([`super::frame`]) whose payload is UTF-8
+//! text ending in `'\n'`, at most [`MAX_MESSAGE_LEN`] bytes long. Both sides first exchange [`HEADER`]. The
 //! dialer then proposes protocols one at a time; the listener echoes the one it accepts
 //! or answers `"na"`.
 //!
