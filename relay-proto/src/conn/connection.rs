@@ -233,12 +233,38 @@ impl Negotiator {
     }
 }
 
+/// What a connection's Noise handshake authenticates us with.
+#[derive(Clone)]
+enum LocalKey {
+    /// A static key drawn for this handshake alone.
+    Fresh(Box<Keypair>),
+    /// The node's static key, shared by its handshakes.
+    Shared(noise::LocalStatic),
+}
+
+impl LocalKey {
+    fn handshake(
+        &self,
+        role: noise::Role,
+        expected: Option<PeerId>,
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+    ) -> Result<noise::Handshake, noise::NoiseError> {
+        match self {
+            LocalKey::Fresh(identity) => noise::Handshake::new(role, identity, expected, rng, out),
+            LocalKey::Shared(local) => {
+                noise::Handshake::with_static(role, local, expected, rng, out)
+            }
+        }
+    }
+}
+
 #[allow(clippy::large_enum_variant)] // one per connection; boxing would only add a hop
 enum State {
     /// Agreeing on `/noise`.
     Security {
         mss: Negotiator,
-        identity: Box<Keypair>,
+        local: LocalKey,
         rng: Box<Rng>,
     },
     /// Running the Noise XX handshake. An upgrade dialer sends its first handshake
@@ -360,6 +386,35 @@ impl Connection {
         config: &ConnectionConfig,
         now: Instant,
     ) -> Self {
+        let local = LocalKey::Fresh(Box::new(identity.clone()));
+        Self::start(endpoint, upgrade, local, expected_peer, rng, config, now)
+    }
+
+    /// As [`Connection::with_upgrade_role`], authenticating with the node's Noise static
+    /// key `local` instead of a fresh one: a key generation and a signature less per
+    /// handshake.
+    pub fn with_local_static(
+        endpoint: Endpoint,
+        upgrade: Endpoint,
+        local: &noise::LocalStatic,
+        expected_peer: Option<PeerId>,
+        rng: &mut Rng,
+        config: &ConnectionConfig,
+        now: Instant,
+    ) -> Self {
+        let local = LocalKey::Shared(local.clone());
+        Self::start(endpoint, upgrade, local, expected_peer, rng, config, now)
+    }
+
+    fn start(
+        endpoint: Endpoint,
+        upgrade: Endpoint,
+        local: LocalKey,
+        expected_peer: Option<PeerId>,
+        rng: &mut Rng,
+        config: &ConnectionConfig,
+        now: Instant,
+    ) -> Self {
         let mut out = Vec::new();
         let mss = Negotiator::new(upgrade, noise::PROTOCOL, &mut out);
         let mut rng = rng.fork();
@@ -369,13 +424,7 @@ impl Connection {
             // error surfaces where it would without the shortcut.)
             Endpoint::Dialer => {
                 let mut first = Vec::new();
-                match noise::Handshake::new(
-                    noise::Role::Initiator,
-                    identity,
-                    expected_peer,
-                    &mut rng,
-                    &mut first,
-                ) {
+                match local.handshake(noise::Role::Initiator, expected_peer, &mut rng, &mut first) {
                     Ok(handshake) => {
                         out.extend_from_slice(&first);
                         State::Handshake {
@@ -385,14 +434,14 @@ impl Connection {
                     }
                     Err(_) => State::Security {
                         mss,
-                        identity: Box::new(identity.clone()),
+                        local,
                         rng: Box::new(rng),
                     },
                 }
             }
             Endpoint::Listener => State::Security {
                 mss,
-                identity: Box::new(identity.clone()),
+                local,
                 rng: Box::new(rng),
             },
         };
@@ -732,7 +781,7 @@ impl Connection {
         loop {
             match &mut self.state {
                 State::Closed => return Ok(()),
-                State::Security { mss, identity, rng } => {
+                State::Security { mss, local, rng } => {
                     self.scratch.clear();
                     let negotiated = mss.handle(&input, noise::PROTOCOL, &mut self.scratch)?;
                     self.transmit.extend_from_slice(&self.scratch);
@@ -744,13 +793,8 @@ impl Connection {
                         Endpoint::Listener => noise::Role::Responder,
                     };
                     self.scratch.clear();
-                    let handshake = noise::Handshake::new(
-                        role,
-                        identity,
-                        self.expected_peer,
-                        rng,
-                        &mut self.scratch,
-                    )?;
+                    let handshake =
+                        local.handshake(role, self.expected_peer, rng, &mut self.scratch)?;
                     self.transmit.extend_from_slice(&self.scratch);
                     self.state = State::Handshake {
                         noise: Box::new(handshake),

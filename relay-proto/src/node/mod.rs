@@ -269,6 +269,9 @@ pub enum DialFrom {
 struct Shared {
     config: Config,
     keypair: Keypair,
+    /// The Noise static key of all our handshakes, signed by `keypair` (`None` only if
+    /// signing failed: each handshake then makes its own and reports the error).
+    noise_static: Option<crate::conn::noise::LocalStatic>,
     peer_id: PeerId,
     rng: Rng,
     protocols: Protocols,
@@ -406,10 +409,12 @@ impl Node {
             )?)),
             None => None,
         };
+        let noise_static = crate::conn::noise::LocalStatic::generate(&keypair, &mut rng).ok();
         Ok(Node {
             shared: Shared {
                 peer_id: keypair.public().to_peer_id(),
                 keypair,
+                noise_static,
                 auto_relay_facts: auto_relay.as_ref().map(|_| VecDeque::new()),
                 config,
                 rng,
@@ -851,15 +856,26 @@ impl Node {
         let id = ConnectionId(self.next_conn);
         self.next_conn += 1;
         let shared = &mut self.shared;
-        let mut conn = Connection::with_upgrade_role(
-            endpoint,
-            upgrade,
-            &shared.keypair,
-            expected,
-            &mut shared.rng,
-            &shared.config.connection,
-            now,
-        );
+        let mut conn = match &shared.noise_static {
+            Some(local) => Connection::with_local_static(
+                endpoint,
+                upgrade,
+                local,
+                expected,
+                &mut shared.rng,
+                &shared.config.connection,
+                now,
+            ),
+            None => Connection::with_upgrade_role(
+                endpoint,
+                upgrade,
+                &shared.keypair,
+                expected,
+                &mut shared.rng,
+                &shared.config.connection,
+                now,
+            ),
+        };
         if shared.offload_crypto && matches!(transport, Transport::Tcp { .. }) {
             conn.offload_crypto();
         }

@@ -6,7 +6,8 @@
 //! carries only its ephemeral key; the responder's reply and the initiator's final
 //! message each carry a protobuf payload with the sender's libp2p identity key and its
 //! signature over `"noise-libp2p-static-key:"` followed by the sender's X25519 static
-//! key. The static key is fresh for every handshake.
+//! key. A node keeps one static key for all its handshakes ([`LocalStatic`]), as go-
+//! and rust-libp2p do (one per transport); [`Handshake::new`] makes a fresh one.
 //!
 //! This module owns one connection's handshake ([`Handshake`]) and, once it is done,
 //! the encryption of its byte stream ([`Session`]). It performs no I/O: bytes from the
@@ -23,6 +24,8 @@ mod session;
 pub mod split;
 #[cfg(test)]
 mod tests;
+
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use snow::HandshakeState;
@@ -154,6 +157,37 @@ pub struct Established {
     pub rest: Bytes,
 }
 
+/// A node's Noise static key with the handshake payload that goes with it: its libp2p
+/// identity key and the identity's signature over the static key. Made once, it saves
+/// every handshake a key generation and a signature. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalStatic(Arc<LocalStaticInner>);
+
+struct LocalStaticInner {
+    secret: [u8; 32],
+    payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for LocalStatic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStatic").finish_non_exhaustive()
+    }
+}
+
+impl LocalStatic {
+    /// Draws a static key from `rng` and signs it with `identity`.
+    pub fn generate(identity: &Keypair, rng: &mut Rng) -> Result<Self, NoiseError> {
+        let mut secret = [0u8; 32];
+        rng.fill(&mut secret);
+        let public = crypto::x25519_public_key(&secret)?;
+        let payload = payload::encode_local(identity, &public)?;
+        if payload.len() + HANDSHAKE_OVERHEAD > MAX_FRAME {
+            return Err(NoiseError::FrameTooLarge);
+        }
+        Ok(Self(Arc::new(LocalStaticInner { secret, payload })))
+    }
+}
+
 /// One connection's Noise XX handshake, fed with socket bytes until it is done.
 ///
 /// The initiator writes message 1 in [`Handshake::new`], reads message 2 and writes
@@ -165,8 +199,8 @@ pub struct Handshake {
     /// The Noise state; `None` once the handshake finished or failed.
     state: Option<HandshakeState>,
     step: Step,
-    /// The local payload: identity key and signature over the static key.
-    local_payload: Vec<u8>,
+    /// The static key and the payload sent with it.
+    local: LocalStatic,
     expected_remote: Option<PeerId>,
     /// Received bytes not yet consumed as a complete frame.
     received: BytesMut,
@@ -197,18 +231,33 @@ impl Handshake {
         out: &mut Vec<u8>,
     ) -> Result<Self, NoiseError> {
         let mut handshake_rng = rng.fork();
-        let mut static_secret = [0u8; 32];
-        handshake_rng.fill(&mut static_secret);
-        let static_public = crypto::x25519_public_key(&static_secret)?;
+        let local = LocalStatic::generate(identity, &mut handshake_rng)?;
+        Self::start(role, local, expected_remote, handshake_rng, out)
+    }
 
-        let local_payload = payload::encode_local(identity, &static_public)?;
-        if local_payload.len() + HANDSHAKE_OVERHEAD > MAX_FRAME {
-            return Err(NoiseError::FrameTooLarge);
-        }
+    /// Starts a handshake with the static key `local` (shared by many handshakes), as
+    /// [`Handshake::new`] does with a fresh one. The ephemeral key comes from a
+    /// generator forked from `rng`.
+    pub fn with_static(
+        role: Role,
+        local: &LocalStatic,
+        expected_remote: Option<PeerId>,
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+    ) -> Result<Self, NoiseError> {
+        Self::start(role, local.clone(), expected_remote, rng.fork(), out)
+    }
 
+    fn start(
+        role: Role,
+        local: LocalStatic,
+        expected_remote: Option<PeerId>,
+        rng: Rng,
+        out: &mut Vec<u8>,
+    ) -> Result<Self, NoiseError> {
         let params = NOISE_PARAMS.parse().map_err(NoiseError::from_snow)?;
-        let builder = snow::Builder::with_resolver(params, crypto::resolver(handshake_rng))
-            .local_private_key(&static_secret)
+        let builder = snow::Builder::with_resolver(params, crypto::resolver(rng))
+            .local_private_key(&local.0.secret)
             .map_err(NoiseError::from_snow)?;
         let (state, step) = match role {
             Role::Initiator => (builder.build_initiator(), Step::Message2),
@@ -224,7 +273,7 @@ impl Handshake {
             role,
             state: Some(state),
             step,
-            local_payload,
+            local,
             expected_remote,
             received: BytesMut::new(),
         })
@@ -262,7 +311,7 @@ impl Handshake {
                 if !self.received.is_empty() {
                     return Err(NoiseError::HandshakeMessageOutOfOrder);
                 }
-                write_message(&mut state, &self.local_payload, out)?;
+                write_message(&mut state, &self.local.0.payload, out)?;
                 self.step = Step::Message3;
                 self.state = Some(state);
                 Ok(HandshakeProgress::Pending)
@@ -273,7 +322,7 @@ impl Handshake {
                     return Err(NoiseError::HandshakeMessageOutOfOrder);
                 }
                 let remote = self.verify_remote(&state, &payload)?;
-                write_message(&mut state, &self.local_payload, out)?;
+                write_message(&mut state, &self.local.0.payload, out)?;
                 self.finish(state, remote)
             }
             Step::Message3 => {

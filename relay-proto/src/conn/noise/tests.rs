@@ -517,3 +517,62 @@ proptest! {
         prop_assert!(out.is_empty());
     }
 }
+
+/// One shared static key serves many handshakes: each completes, authenticates the
+/// identity that signed the key, and draws its own ephemeral key.
+#[test]
+fn a_shared_static_key_serves_several_handshakes() {
+    let mut rng = Rng::from_u64(7);
+    let local = LocalStatic::generate(&responder_key(), &mut rng).unwrap();
+    let mut ephemerals = Vec::new();
+    for seed in 0..3u8 {
+        let mut msg1 = Vec::new();
+        let mut initiator = Handshake::new(
+            Role::Initiator,
+            &keypair_from_seed(10 + seed),
+            Some(responder_key().public().to_peer_id()),
+            &mut rng,
+            &mut msg1,
+        )
+        .unwrap();
+        let mut nothing = Vec::new();
+        let mut responder =
+            Handshake::with_static(Role::Responder, &local, None, &mut rng, &mut nothing).unwrap();
+        let mut msg2 = Vec::new();
+        assert!(matches!(
+            responder.handle_input(&msg1, &mut msg2).unwrap(),
+            HandshakeProgress::Pending
+        ));
+        // Message 2 starts with the responder's ephemeral key.
+        ephemerals.push(msg2[LEN_PREFIX..LEN_PREFIX + 32].to_vec());
+        let mut msg3 = Vec::new();
+        let HandshakeProgress::Done(mut i) = initiator.handle_input(&msg2, &mut msg3).unwrap()
+        else {
+            panic!("the initiator is done after message 2");
+        };
+        assert_eq!(i.remote_peer, responder_key().public().to_peer_id());
+        let HandshakeProgress::Done(mut r) =
+            responder.handle_input(&msg3, &mut Vec::new()).unwrap()
+        else {
+            panic!("the responder is done after message 3");
+        };
+        assert_eq!(
+            r.remote_peer,
+            keypair_from_seed(10 + seed).public().to_peer_id()
+        );
+        let mut wire = BytesMut::new();
+        i.session
+            .encrypt(b"over a shared static key", &mut wire)
+            .unwrap();
+        let mut plain = BytesMut::new();
+        r.session.decrypt(&wire, &mut plain).unwrap();
+        assert_eq!(&plain[..], b"over a shared static key");
+    }
+    ephemerals.sort();
+    ephemerals.dedup();
+    assert_eq!(
+        ephemerals.len(),
+        3,
+        "every handshake has its own ephemeral key"
+    );
+}
