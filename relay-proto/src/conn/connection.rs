@@ -294,8 +294,31 @@ struct Open {
     peer: PeerId,
     /// `None` once the ciphers are handed out ([`Connection::offload_crypto`]).
     noise: Option<noise::Session>,
+    /// An upgrade dialer's `/yamux/1.0.0` proposal, until the listener's answer has
+    /// arrived: the dialer runs Yamux right behind its proposal (multistream-select's
+    /// "lazy" dialer, as rust-libp2p's `V1Lazy`), half a round trip sooner.
+    muxer_confirm: Option<multistream::Dialer>,
     yamux: yamux::Session,
     streams: HashMap<StreamId, Phase>,
+}
+
+impl Open {
+    /// Plaintext from the peer: the rest of its answer to our muxer proposal, if that
+    /// is still awaited, then Yamux frames.
+    fn feed(&mut self, now: Instant, bytes: &Bytes) -> Result<(), ConnectionError> {
+        let Some(confirm) = &mut self.muxer_confirm else {
+            self.yamux.handle_bytes(now, bytes)?;
+            return Ok(());
+        };
+        // One proposal: nothing more to write whatever the answer.
+        let mut nothing = Vec::new();
+        let Negotiated::Agreed { rest, .. } = confirm.handle(bytes, &mut nothing)? else {
+            return Ok(());
+        };
+        self.muxer_confirm = None;
+        self.yamux.handle_bytes(now, &rest)?;
+        Ok(())
+    }
 }
 
 /// Where a stream is in its protocol negotiation.
@@ -677,10 +700,7 @@ impl Connection {
     /// Feeds plaintext the runtime decrypted with the handed-out receive cipher.
     pub fn handle_plaintext(&mut self, now: Instant, input: &Bytes, protocols: &Protocols) {
         let result = match &mut self.state {
-            State::Open(open) if self.offload.is_done() => open
-                .yamux
-                .handle_bytes(now, input)
-                .map_err(ConnectionError::from),
+            State::Open(open) if self.offload.is_done() => open.feed(now, input),
             State::Closed => return,
             _ => Err(ConnectionError::Noise(
                 "plaintext given before the ciphers were handed out".into(),
@@ -837,6 +857,27 @@ impl Connection {
                     } = *established;
                     tracing::debug!(peer = %remote_peer, "noise handshake done");
                     self.scratch.clear();
+                    if self.upgrade == Endpoint::Dialer {
+                        // Our only proposal, with Yamux right behind it.
+                        let confirm = multistream::Dialer::new(
+                            vec![YAMUX_PROTOCOL.to_owned()],
+                            &mut self.scratch,
+                        );
+                        session.encrypt(&self.scratch, &mut self.transmit)?;
+                        self.open(
+                            now,
+                            session,
+                            remote_peer,
+                            remote_public_key,
+                            Some(confirm),
+                            &Bytes::new(),
+                            protocols,
+                        )?;
+                        return match rest.is_empty() {
+                            true => Ok(()),
+                            false => self.receive_open(now, &rest, protocols),
+                        };
+                    }
                     let mss = Negotiator::new(self.upgrade, YAMUX_PROTOCOL, &mut self.scratch);
                     if !self.scratch.is_empty() {
                         session.encrypt(&self.scratch, &mut self.transmit)?;
@@ -872,31 +913,48 @@ impl Connection {
                     else {
                         unreachable!("matched above")
                     };
-                    let mode = match self.upgrade {
-                        Endpoint::Dialer => yamux::Mode::Client,
-                        Endpoint::Listener => yamux::Mode::Server,
-                    };
-                    let mut yamux = yamux::Session::new(mode, self.yamux_config.clone(), now);
-                    self.upgrade_deadline = None;
-                    self.events.push_back(ConnectionEvent::Established {
-                        peer,
-                        public_key: Box::new(key),
-                    });
-                    yamux.handle_bytes(now, &rest)?;
-                    let mut open = Box::new(Open {
-                        peer,
-                        noise: Some(*noise),
-                        yamux,
-                        streams: HashMap::default(),
-                    });
-                    self.offload.on_open(&mut open.noise);
-                    self.state = State::Open(open);
-                    self.drain_yamux(now, protocols);
-                    return Ok(());
+                    return self.open(now, *noise, peer, key, None, &rest, protocols);
                 }
                 State::Open(_) => return self.receive_open(now, &input, protocols),
             }
         }
+    }
+
+    /// The upgrade is done (or, for a lazy dialer, sent): streams may flow. `rest` is
+    /// the plaintext that came behind the muxer negotiation.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        now: Instant,
+        noise: noise::Session,
+        peer: PeerId,
+        key: PublicKey,
+        muxer_confirm: Option<multistream::Dialer>,
+        rest: &Bytes,
+        protocols: &Protocols,
+    ) -> Result<(), ConnectionError> {
+        let mode = match self.upgrade {
+            Endpoint::Dialer => yamux::Mode::Client,
+            Endpoint::Listener => yamux::Mode::Server,
+        };
+        let mut yamux = yamux::Session::new(mode, self.yamux_config.clone(), now);
+        self.upgrade_deadline = None;
+        self.events.push_back(ConnectionEvent::Established {
+            peer,
+            public_key: Box::new(key),
+        });
+        yamux.handle_bytes(now, rest)?;
+        let mut open = Box::new(Open {
+            peer,
+            noise: Some(noise),
+            muxer_confirm,
+            yamux,
+            streams: HashMap::default(),
+        });
+        self.offload.on_open(&mut open.noise);
+        self.state = State::Open(open);
+        self.drain_yamux(now, protocols);
+        Ok(())
     }
 
     /// Decrypts transport bytes of an open connection and feeds them to the muxer.
@@ -927,7 +985,7 @@ impl Connection {
             self.plaintext = BytesMut::new();
             self.plaintext_blocks.clear();
         }
-        open.yamux.handle_bytes(now, &plaintext)?;
+        open.feed(now, &plaintext)?;
         self.drain_yamux(now, protocols);
         Ok(())
     }

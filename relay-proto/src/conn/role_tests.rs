@@ -116,3 +116,60 @@ fn two_upgrade_listeners_wait_until_the_upgrade_timeout() {
         Some(ConnectionEvent::Closed(ConnectionError::UpgradeTimeout))
     );
 }
+
+fn events(c: &mut Connection) -> Vec<ConnectionEvent> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// The upgrade dialer pipelines: its first Noise message goes with its `/noise`
+/// proposal, and Yamux (here with a stream it opens) with its `/yamux/1.0.0` proposal.
+/// So it is established after one round trip of its own and the listener after one and
+/// a half, where waiting for each answer would take two and a half and three.
+#[test]
+fn the_upgrade_dialer_pipelines_its_proposals() {
+    let now = crate::test_now();
+    let mut protocols = Protocols::default();
+    protocols.insert("/test/1");
+    let mut d = connection(1, Endpoint::Dialer, Endpoint::Dialer, now);
+    let mut l = connection(2, Endpoint::Listener, Endpoint::Listener, now);
+
+    // Flight 1: header, `/noise` and Noise message 1. The listener answers with its
+    // header, `/noise` and message 2 at once.
+    let flight1 = d.poll_transmit().expect("the dialer speaks first");
+    l.handle_input(now, &flight1, &protocols);
+    let flight2 = l.poll_transmit().expect("header, /noise and message 2");
+    assert!(d.poll_transmit().is_none(), "nothing before message 2");
+
+    // Flight 2 completes the dialer: established, it opens a stream.
+    d.handle_input(now, &flight2, &protocols);
+    assert!(
+        established(&events(&mut d)),
+        "the dialer after one round trip"
+    );
+    let stream = d.open_stream(vec!["/test/1".to_owned()]).unwrap();
+
+    // Flight 3: message 3, the muxer proposal, Yamux frames: the listener is
+    // established and has the stream.
+    let flight3 = d.poll_transmit().expect("message 3 and what follows");
+    l.handle_input(now, &flight3, &protocols);
+    let got = events(&mut l);
+    assert!(established(&got), "the listener after flight 3");
+    assert!(
+        got.iter().any(|e| matches!(
+            e,
+            ConnectionEvent::InboundStream { protocol, .. } if protocol == "/test/1"
+        )),
+        "the stream opened behind the proposal: {got:?}"
+    );
+
+    // The listener's answer (muxer confirmation, Yamux, stream confirmation) settles
+    // the dialer's side.
+    let (ed, _) = pump(&mut d, &mut l, now);
+    assert!(
+        ed.iter().any(
+            |e| matches!(e, ConnectionEvent::OutboundStream { stream: s, .. } if *s == stream)
+        ),
+        "{ed:?}"
+    );
+    assert!(d.is_open() && l.is_open());
+}
