@@ -22,7 +22,9 @@
 //! trial ends at the dialer's `hole_punch` line, or at a failure either peer reports
 //! first (rust-libp2p tells only its listener that it gave up). The time is from the
 //! dialer's `connected` line for the relayed connection to its `hole_punch` success line,
-//! both timed as the lab reads them. The attempt is the dialer's count. Each trial has
+//! both timed as the lab reads them; a second line gives the time from the dialer's
+//! start (its process spawned) to that success, which also counts how fast each stack
+//! connects to the relay and opens the circuit. The attempt is the dialer's count. Each trial has
 //! fresh identities and listen ports; the pairs take turns, so both see the same lab.
 //!
 //! - `PUNCH_TRIALS`: trials per preset and pair (50).
@@ -56,6 +58,8 @@ struct Tally {
     first_attempt: u32,
     /// Relayed connection to direct connection, per success.
     times: Vec<Duration>,
+    /// The dialer's start to its direct connection, per success.
+    from_start: Vec<Duration>,
     /// Relayed connection to the first failure report, per failure.
     give_up: Vec<Duration>,
     /// Failure reasons (as reported) and how often.
@@ -68,12 +72,18 @@ impl Tally {
     fn add(&mut self, result: Result<Outcome, LabError>) {
         self.trials += 1;
         match result {
-            Ok(Outcome::Direct { attempt, after, .. }) => {
+            Ok(Outcome::Direct {
+                attempt,
+                after,
+                from_start,
+                ..
+            }) => {
                 self.direct += 1;
                 if attempt == 1 {
                     self.first_attempt += 1;
                 }
                 self.times.push(after);
+                self.from_start.push(from_start);
             }
             Ok(Outcome::Relayed {
                 by, error, after, ..
@@ -299,6 +309,21 @@ fn print_table(
             time,
             rtts,
         );
+        if !tally.from_start.is_empty() {
+            let mut ms: Vec<f64> = tally
+                .from_start
+                .iter()
+                .map(|t| t.as_secs_f64() * 1000.0)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "{:<40} dialer start->direct ms (relay connection, circuit, hole punch): \
+                 median {:.0} / p90 {:.0}",
+                "",
+                median(&ms),
+                quantile(&ms, 0.9)
+            );
+        }
         for (reason, count) in &tally.failures {
             println!("{:<40} failed x{count}: {reason}", "");
         }

@@ -155,6 +155,9 @@ pub enum Outcome {
         addr: String,
         /// From the dialer's `connected` (relayed) line to its `hole_punch` line.
         after: Duration,
+        /// From the dialer's start (its process spawned) to its `hole_punch` line: the
+        /// connection to the relay, the circuit and the hole punch, end to end.
+        from_start: Duration,
     },
     /// No direct connection: the first failure reported, by either peer.
     Relayed {
@@ -359,6 +362,7 @@ impl<'lab> PunchLab<'lab> {
         {
             args.extend(["--punch-timeout".into(), timeout.as_secs_f64().to_string()]);
         }
+        let started = Instant::now();
         let mut dialer = self
             .lab
             .spawn(Host::A, self.binaries.of(pair.dialer), &args)?;
@@ -368,7 +372,7 @@ impl<'lab> PunchLab<'lab> {
             })
             .map_err(|e| context(e, &what("dialer", pair.dialer)))?;
 
-        let outcome = outcome(&mut dialer, &mut listener, relayed_at, deadline)
+        let outcome = outcome(&mut dialer, &mut listener, started, relayed_at, deadline)
             .map_err(|e| context(e, &format!("{pair}: the hole punch's outcome")))?;
         let mut pings = Vec::new();
         if options.wait_for_pings {
@@ -428,6 +432,7 @@ fn common_args(stack: Stack, port: u16, seed: u32, options: &TrialOptions) -> Ve
 fn outcome(
     dialer: &mut Process,
     listener: &mut Process,
+    started: Instant,
     relayed_at: Instant,
     deadline: Instant,
 ) -> Result<Outcome, LabError> {
@@ -435,14 +440,18 @@ fn outcome(
     let is_punch = |v: &Value| v["event"] == "hole_punch";
     loop {
         match dialer.wait_for_at("a `hole_punch` line", POLL, is_punch) {
-            Ok((line, at)) => return parse_outcome(&line, "dialer", at - relayed_at),
+            Ok((line, at)) => {
+                return parse_outcome(&line, "dialer", at - relayed_at, at - started);
+            }
             Err(LabError::Timeout { .. }) => {}
             Err(e) => return Err(e),
         }
         match listener.wait_for_at("a failed `hole_punch`", Duration::ZERO, |v| {
             is_punch(v) && v["result"] == "failure"
         }) {
-            Ok((line, at)) => return parse_outcome(&line, "listener", at - relayed_at),
+            Ok((line, at)) => {
+                return parse_outcome(&line, "listener", at - relayed_at, at - started);
+            }
             Err(LabError::Timeout { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -460,12 +469,18 @@ fn outcome(
     }
 }
 
-fn parse_outcome(line: &Value, by: &'static str, after: Duration) -> Result<Outcome, LabError> {
+fn parse_outcome(
+    line: &Value,
+    by: &'static str,
+    after: Duration,
+    from_start: Duration,
+) -> Result<Outcome, LabError> {
     match line["result"].as_str() {
         Some("success") => Ok(Outcome::Direct {
             attempt: line["attempt"].as_u64().unwrap_or(1),
             addr: line["addr"].as_str().unwrap_or_default().to_owned(),
             after,
+            from_start,
         }),
         Some("failure") => Ok(Outcome::Relayed {
             by,
@@ -514,24 +529,27 @@ fn context(error: LabError, what: &str) -> LabError {
 mod tests {
     use super::*;
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[test]
     fn outcomes_parse_from_both_stacks_lines() {
         let success = serde_json::json!({"event": "hole_punch", "peer": "p", "result": "success",
             "transport": "tcp", "attempt": 2, "elapsed_ms": 800, "addr": "/ip4/10.77.3.2/tcp/1"});
         assert_eq!(
-            parse_outcome(&success, "dialer", Duration::from_millis(900)).unwrap(),
+            parse_outcome(&success, "dialer", Duration::from_millis(900), SECOND).unwrap(),
             Outcome::Direct {
                 attempt: 2,
                 addr: "/ip4/10.77.3.2/tcp/1".into(),
-                after: Duration::from_millis(900)
+                after: Duration::from_millis(900),
+                from_start: SECOND,
             }
         );
         let failure = serde_json::json!({"event": "hole_punch", "peer": "p", "result": "failure",
             "attempts": 3, "error": "timeout"});
-        let outcome = parse_outcome(&failure, "listener", Duration::ZERO).unwrap();
+        let outcome = parse_outcome(&failure, "listener", Duration::ZERO, SECOND).unwrap();
         assert!(!outcome.is_direct());
         let odd = serde_json::json!({"event": "hole_punch", "result": "maybe"});
-        assert!(parse_outcome(&odd, "dialer", Duration::ZERO).is_err());
+        assert!(parse_outcome(&odd, "dialer", Duration::ZERO, SECOND).is_err());
     }
 
     #[test]
