@@ -173,3 +173,55 @@ fn the_upgrade_dialer_pipelines_its_proposals() {
     );
     assert!(d.is_open() && l.is_open());
 }
+
+mod split_delivery {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Moves bytes both ways in pieces of the given sizes (cycling) until neither side
+    /// has any left; returns whether both sides are established.
+    fn pump_in_pieces(d: &mut Connection, l: &mut Connection, pieces: &[usize]) -> bool {
+        let now = crate::test_now();
+        let mut protocols = Protocols::default();
+        protocols.insert("/test/1");
+        let (mut to_l, mut to_d): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+        let (mut ed, mut el) = (false, false);
+        let mut k = 0;
+        for _ in 0..10_000 {
+            while let Some(b) = d.poll_transmit() {
+                to_l.extend_from_slice(&b);
+            }
+            while let Some(b) = l.poll_transmit() {
+                to_d.extend_from_slice(&b);
+            }
+            if to_l.is_empty() && to_d.is_empty() {
+                break;
+            }
+            let n = pieces[k % pieces.len()].min(to_l.len());
+            let chunk: Vec<u8> = to_l.drain(..n).collect();
+            l.handle_input(now, &chunk, &protocols);
+            let n = pieces[(k + 1) % pieces.len()].min(to_d.len());
+            let chunk: Vec<u8> = to_d.drain(..n).collect();
+            d.handle_input(now, &chunk, &protocols);
+            k += 1;
+            ed |= established(&events(d));
+            el |= established(&events(l));
+        }
+        ed && el && d.is_open() && l.is_open()
+    }
+
+    proptest! {
+        /// However the pipelined flights are cut, both sides come up.
+        #[test]
+        fn pipelined_upgrades_survive_any_split(
+            pieces in proptest::collection::vec(1usize..300, 1..8),
+        ) {
+            let now = crate::test_now();
+            let mut d = connection(1, Endpoint::Dialer, Endpoint::Dialer, now);
+            let mut l = connection(2, Endpoint::Listener, Endpoint::Listener, now);
+            d.open_stream(vec!["/test/1".to_owned()]).ok();
+            prop_assert!(pump_in_pieces(&mut d, &mut l, &pieces));
+        }
+    }
+}
