@@ -187,8 +187,7 @@ mod split_delivery {
         protocols.insert("/test/1");
         let (mut to_l, mut to_d): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
         let (mut ed, mut el) = (false, false);
-        let mut k = 0;
-        for _ in 0..10_000 {
+        for k in 0..10_000 {
             while let Some(b) = d.poll_transmit() {
                 to_l.extend_from_slice(&b);
             }
@@ -204,7 +203,6 @@ mod split_delivery {
             let n = pieces[(k + 1) % pieces.len()].min(to_d.len());
             let chunk: Vec<u8> = to_d.drain(..n).collect();
             d.handle_input(now, &chunk, &protocols);
-            k += 1;
             ed |= established(&events(d));
             el |= established(&events(l));
         }
