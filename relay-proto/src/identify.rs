@@ -7,6 +7,7 @@
 use multiaddr::Multiaddr;
 
 use crate::identity::PublicKey;
+use crate::peer_record::PeerRecord;
 use crate::wire::frame::{self, FrameError, FrameReader};
 use crate::wire::proto::{self, Identify};
 
@@ -33,6 +34,9 @@ pub struct Info {
     pub protocols: Vec<String>,
     /// The address the peer sees us at, if it said.
     pub observed_addr: Option<Multiaddr>,
+    /// The peer's signed peer record (an RFC 0002 envelope), as sent: see
+    /// [`Info::peer_record`].
+    pub signed_peer_record: Option<Vec<u8>>,
 }
 
 /// Why an identify message was rejected.
@@ -62,7 +66,7 @@ impl Info {
             listen_addrs: self.listen_addrs.iter().map(|a| a.to_vec()).collect(),
             observed_addr: self.observed_addr.as_ref().map(|a| a.to_vec()),
             protocols: self.protocols.clone(),
-            signed_peer_record: None,
+            signed_peer_record: self.signed_peer_record.clone(),
         };
         let mut out = Vec::new();
         frame::encode_frame(&proto::encode(&message), &mut out);
@@ -91,7 +95,15 @@ impl Info {
             observed_addr: message
                 .observed_addr
                 .and_then(|a| Multiaddr::try_from(a).ok()),
+            signed_peer_record: message.signed_peer_record,
         })
+    }
+
+    /// The signed peer record, if the peer sent one that verifies and is its own (signed
+    /// by the identify key); its addresses are the peer's own word.
+    pub fn peer_record(&self) -> Option<PeerRecord> {
+        let record = PeerRecord::open(self.signed_peer_record.as_deref()?).ok()?;
+        (record.peer == self.public_key.to_peer_id()).then_some(record)
     }
 }
 
@@ -132,14 +144,46 @@ mod tests {
     use proptest::prelude::*;
 
     fn info() -> Info {
+        let key = keypair_from_seed(3);
+        let listen_addrs: Vec<Multiaddr> = vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()];
+        let record = PeerRecord {
+            peer: key.public().to_peer_id(),
+            seq: 7,
+            addrs: listen_addrs.clone(),
+        };
         Info {
-            public_key: keypair_from_seed(3).public(),
+            public_key: key.public(),
             protocol_version: "/ipfs/0.1.0".into(),
             agent_version: "relay/0.1.0".into(),
-            listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            listen_addrs,
             protocols: vec![PROTOCOL.into(), "/ipfs/ping/1.0.0".into()],
             observed_addr: Some("/ip4/10.0.0.1/tcp/5555".parse().unwrap()),
+            signed_peer_record: Some(record.sign(&key).unwrap()),
         }
+    }
+
+    #[test]
+    fn the_peer_record_is_trusted_only_from_its_peer() {
+        let record = info()
+            .peer_record()
+            .expect("a valid record of the identify key");
+        assert_eq!((record.seq, record.addrs), (7, info().listen_addrs));
+        // Another peer's valid record in our identify is not ours.
+        let other = keypair_from_seed(4);
+        let mut forged = info();
+        forged.signed_peer_record = Some(
+            PeerRecord {
+                peer: other.public().to_peer_id(),
+                seq: 8,
+                addrs: Vec::new(),
+            }
+            .sign(&other)
+            .unwrap(),
+        );
+        assert_eq!(forged.peer_record(), None);
+        let mut garbage = info();
+        garbage.signed_peer_record = Some(vec![1, 2, 3]);
+        assert_eq!(garbage.peer_record(), None);
     }
 
     #[test]

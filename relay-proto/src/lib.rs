@@ -21,6 +21,7 @@ pub mod identify;
 pub mod identity;
 mod map;
 pub mod node;
+pub mod peer_record;
 pub mod ping;
 pub mod rng;
 pub mod wire;

@@ -37,9 +37,9 @@ fn rust_swarm(key: Keypair) -> Swarm<Behaviour> {
         )
         .expect("tcp transport")
         .with_behaviour(|key| Behaviour {
-            identify: identify::Behaviour::new(identify::Config::new(
+            identify: identify::Behaviour::new(identify::Config::new_with_signed_peer_record(
                 "/ipfs/0.1.0".into(),
-                key.public(),
+                key,
             )),
             ping: ping::Behaviour::new(
                 ping::Config::new().with_interval(Duration::from_millis(500)),
@@ -98,6 +98,10 @@ async fn rust_saw_identify_and_ping(
                         .iter()
                         .any(|p| p.as_ref() == "/ipfs/ping/1.0.0")
                 );
+                // Our signed peer record is in go's and js's form, which rust-libp2p's
+                // identify does not read (see relay_proto::peer_record): it keeps the
+                // plain listen addresses, as with go peers.
+                assert!(info.signed_peer_record.is_none());
                 identified = true;
             }
             BehaviourEvent::Identify(identify::Event::Error { error, .. }) => {
@@ -144,6 +148,11 @@ async fn we_dial_rust_libp2p() {
                     "{}",
                     info.agent_version
                 );
+                let record = info
+                    .peer_record()
+                    .expect("rust-libp2p's signed peer record");
+                assert_eq!(record.peer, rust_peer);
+                assert!(!record.addrs.is_empty(), "{record:?}");
                 break;
             }
         }
@@ -320,4 +329,44 @@ async fn our_perf_client_against_rust_libp2p_server() {
         ours.shutdown().await;
     })
     .await
+}
+
+/// Signed peer records against rust-libp2p's own implementation (libp2p-core): ours in
+/// the standard form (go-, js-libp2p) verify with its interop reader, and both of its
+/// forms verify with ours.
+#[test]
+fn signed_peer_records_match_libp2p_core() {
+    use libp2p::core::{PeerRecord as TheirRecord, SignedEnvelope};
+    use relay_proto::peer_record::PeerRecord;
+
+    let key = keypair_from_seed(210);
+    let addrs: Vec<relay_proto::Multiaddr> = vec![
+        "/ip4/198.51.100.9/tcp/4001".parse().unwrap(),
+        "/ip6/2001:db8::9/tcp/4001".parse().unwrap(),
+    ];
+    let ours = PeerRecord {
+        peer: key.public().to_peer_id(),
+        seq: 42,
+        addrs: addrs.clone(),
+    }
+    .sign(&key)
+    .unwrap();
+    let envelope = SignedEnvelope::from_protobuf_encoding(&ours).unwrap();
+    let read = TheirRecord::from_signed_envelope_interop(envelope).expect("verifies");
+    assert_eq!(read.peer_id(), key.public().to_peer_id());
+    assert_eq!(read.seq(), 42);
+    assert_eq!(read.addresses(), &addrs[..]);
+
+    for theirs in [
+        TheirRecord::new_interop(&key, addrs.clone()).unwrap(),
+        TheirRecord::new(&key, addrs.clone()).unwrap(),
+    ] {
+        let seq = theirs.seq();
+        let bytes = theirs.into_signed_envelope().into_protobuf_encoding();
+        let read = PeerRecord::open(&bytes).expect("verifies");
+        assert_eq!(
+            (read.peer, read.seq, read.addrs),
+            (key.public().to_peer_id(), seq, addrs.clone())
+        );
+    }
 }

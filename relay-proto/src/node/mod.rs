@@ -272,6 +272,10 @@ struct Shared {
     /// The Noise static key of all our handshakes, signed by `keypair` (`None` only if
     /// signing failed: each handshake then makes its own and reports the error).
     noise_static: Option<crate::conn::noise::LocalStatic>,
+    /// Our last signed peer record and the addresses it holds.
+    peer_record: Option<(Vec<Multiaddr>, Vec<u8>)>,
+    /// Its sequence number.
+    peer_record_seq: u64,
     peer_id: PeerId,
     rng: Rng,
     protocols: Protocols,
@@ -306,15 +310,43 @@ impl Shared {
         addrs
     }
 
-    fn identify_info(&self, observed: &Multiaddr) -> identify::Info {
+    /// Our identify message for a peer that we see at `observed`; `unix` is the time
+    /// in Unix seconds.
+    fn identify_info(&mut self, observed: &Multiaddr, unix: u64) -> identify::Info {
+        let listen_addrs = self.announced_addrs();
+        let signed_peer_record = self.signed_peer_record(&listen_addrs, unix);
         identify::Info {
             public_key: self.keypair.public(),
             protocol_version: self.config.protocol_version.clone(),
             agent_version: self.config.agent_version.clone(),
-            listen_addrs: self.announced_addrs(),
+            listen_addrs,
             protocols: self.protocols.iter().map(str::to_owned).collect(),
             observed_addr: Some(observed.clone()),
+            signed_peer_record,
         }
+    }
+
+    /// Our signed peer record of `addrs`, signed again only when they changed. Its
+    /// sequence number is the time in nanoseconds, as go-libp2p's, so it also grows
+    /// across restarts, and at least one more than the last.
+    fn signed_peer_record(&mut self, addrs: &[Multiaddr], unix: u64) -> Option<Vec<u8>> {
+        if let Some((signed_addrs, bytes)) = &self.peer_record
+            && signed_addrs == addrs
+        {
+            return Some(bytes.clone());
+        }
+        let seq = unix
+            .saturating_mul(1_000_000_000)
+            .max(self.peer_record_seq.saturating_add(1));
+        let record = crate::peer_record::PeerRecord {
+            peer: self.peer_id,
+            seq,
+            addrs: addrs.to_vec(),
+        };
+        let bytes = record.sign(&self.keypair).ok()?;
+        self.peer_record_seq = seq;
+        self.peer_record = Some((addrs.to_vec(), bytes.clone()));
+        Some(bytes)
     }
 }
 
@@ -415,6 +447,8 @@ impl Node {
                 peer_id: keypair.public().to_peer_id(),
                 keypair,
                 noise_static,
+                peer_record: None,
+                peer_record_seq: 0,
                 auto_relay_facts: auto_relay.as_ref().map(|_| VecDeque::new()),
                 config,
                 rng,

@@ -144,10 +144,11 @@ impl Node {
     fn inbound_stream(&mut self, now: Instant, s: StreamRef, protocol: String) {
         let role = match protocol.as_str() {
             identify::PROTOCOL => {
+                let unix = self.unix_time(now);
                 let Some(c) = self.conns.get_mut(&s.conn) else {
                     return;
                 };
-                let info = self.shared.identify_info(&c.remote_addr);
+                let info = self.shared.identify_info(&c.remote_addr, unix);
                 let _ = c.conn.write(s.stream, &info.encode());
                 let _ = c.conn.close_stream(s.stream);
                 StreamRole::Discard
@@ -200,8 +201,9 @@ impl Node {
                 Some(StreamRole::App)
             }
             StreamRole::IdentifyPushOut => {
+                let unix = self.unix_time(now);
                 let c = self.conns.get(&s.conn)?;
-                let info = self.shared.identify_info(&c.remote_addr).encode();
+                let info = self.shared.identify_info(&c.remote_addr, unix).encode();
                 self.write_stream(s, &info);
                 self.finish_stream(s);
                 Some(StreamRole::Discard)

@@ -24,6 +24,20 @@ pub const RELAY_RSVP_DOMAIN: &str = "libp2p-relay-rsvp";
 /// as go-libp2p and js-libp2p put it on the wire.
 pub const RELAY_RSVP_PAYLOAD_TYPE: [u8; 2] = [0x03, 0x02];
 
+/// Signing domain of peer records (RFC 0003), sent in identify's `signedPeerRecord`, as
+/// go-libp2p and js-libp2p sign them.
+pub const PEER_RECORD_DOMAIN: &str = "libp2p-peer-record";
+
+/// Envelope payload type of peer records: the multicodec `0x0301` as raw bytes.
+pub const PEER_RECORD_PAYLOAD_TYPE: [u8; 2] = [0x03, 0x01];
+
+/// Signing domain of rust-libp2p's own peer records ("legacy" there; its identify sends
+/// and accepts only these).
+pub const LEGACY_PEER_RECORD_DOMAIN: &str = "libp2p-routing-state";
+
+/// Payload type of rust-libp2p's own peer records: a string, not a multicodec.
+pub const LEGACY_PEER_RECORD_PAYLOAD_TYPE: &[u8] = b"/libp2p/routing-state-record";
+
 /// Why a protobuf message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -270,6 +284,31 @@ pub enum HolePunchType {
     Connect = 100,
     /// The signal to start dialing.
     Sync = 300,
+}
+
+/// A peer record (RFC 0003): the addresses a peer says it can be reached at, with a
+/// sequence number that grows with every new record.
+///
+/// A proto3 message: empty fields are left out of the encoding.
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerRecordMessage {
+    /// The peer's id, as bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub peer_id: Vec<u8>,
+    /// Larger in every newer record of the peer.
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// The addresses.
+    #[prost(message, repeated, tag = "3")]
+    pub addresses: Vec<PeerRecordAddress>,
+}
+
+/// One address of a [`PeerRecordMessage`].
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerRecordAddress {
+    /// A binary multiaddr.
+    #[prost(bytes = "vec", tag = "1")]
+    pub multiaddr: Vec<u8>,
 }
 
 /// A signed envelope (RFC 0002): a typed payload with its signer's key and signature.

@@ -310,6 +310,18 @@ fn failover_when_a_relay_dies() {
         .filter_map(parse_circuit_relay)
         .collect();
     assert_eq!(through, BTreeSet::from([held[1], spare]));
+    // A signed peer record goes with it: the same addresses, a newer sequence number
+    // than the first identify the spare had.
+    let record = pushed.peer_record().expect("a signed peer record");
+    assert_eq!(record.addrs, pushed.listen_addrs);
+    let first = t.net.events[spare_index]
+        .iter()
+        .find_map(|e| match e {
+            Event::Identified { peer, info, .. } if *peer == client_peer => info.peer_record(),
+            _ => None,
+        })
+        .expect("a first record");
+    assert!(record.seq > first.seq, "{} > {}", record.seq, first.seq);
 
     assert!(
         t.dial_through(spare_index),
