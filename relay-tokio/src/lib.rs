@@ -28,7 +28,7 @@ use relay_proto::identity::{Keypair, PeerId};
 use relay_proto::node::{Config, Event};
 use relay_runtime::socket::{BoxReader, BoxWriter, downcast_socket, lock_split};
 use relay_runtime::{Accepted, BoxFuture, BoxSocket, Listener, Runtime};
-use socket::TokioSocket;
+use socket::{FuturesIo, TokioSocket};
 use tokio_util::compat as futures_util_compat;
 
 pub use relay_runtime::Error;
@@ -59,7 +59,7 @@ impl Runtime for Tokio {
             let socket = tokio::net::TcpStream::connect(addr).await?;
             socket.set_nodelay(true)?;
             let local = socket.local_addr()?;
-            Ok((Box::new(TokioSocket(socket)) as BoxSocket, local))
+            Ok((Box::new(FuturesIo(socket)) as BoxSocket, local))
         })
     }
 
@@ -77,7 +77,7 @@ impl Runtime for Tokio {
             };
             let socket = socket.connect(addr).await?;
             let local = socket.local_addr()?;
-            Ok((Box::new(TokioSocket(socket)) as BoxSocket, local))
+            Ok((Box::new(FuturesIo(socket)) as BoxSocket, local))
         })
     }
 
@@ -112,7 +112,7 @@ impl Listener for TokioListener {
             let (socket, remote) = self.0.accept().await?;
             socket.set_nodelay(true)?;
             let local = socket.local_addr()?;
-            Ok((Box::new(TokioSocket(socket)) as BoxSocket, local, remote))
+            Ok((Box::new(FuturesIo(socket)) as BoxSocket, local, remote))
         })
     }
 }

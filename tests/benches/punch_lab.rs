@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use relay_tests::bench::{RelayBinaries, env_or, median};
 use relay_tests::natlab::{
-    Binaries, Lab, LabError, Nat, Outcome, Pair, PunchLab, SLOTS, Stack, TrialOptions,
+    Binaries, Lab, LabError, Nat, Outcome, Pair, PunchLab, SLOTS, TrialOptions,
 };
 
 /// What the trials of one preset and pair came to.
@@ -139,14 +139,7 @@ fn pairs() -> Vec<Pair> {
     let kinds = wanted("PUNCH_PAIRS", &["ours", "rust", "mixed"], &["ours", "rust"]);
     Pair::ALL
         .into_iter()
-        .filter(|pair| {
-            let kind = match (pair.listener, pair.dialer) {
-                (Stack::Ours, Stack::Ours) => "ours",
-                (Stack::Rust, Stack::Rust) => "rust",
-                _ => "mixed",
-            };
-            kinds.contains(&kind)
-        })
+        .filter(|pair| kinds.contains(&pair.kind()))
         .collect()
 }
 

@@ -14,8 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use relay_tests::natlab::{
-    Binaries, Host, Lab, LabError, Nat, Outcome, Pair, PunchLab, Stack, Trial, TrialOptions,
-    relay_binary,
+    Binaries, Host, Lab, LabError, Nat, Outcome, Pair, PunchLab, Trial, TrialOptions, relay_binary,
 };
 
 /// Builds a lab with `nat` on both routers, or prints the skip line and returns `None`
@@ -45,14 +44,7 @@ fn pairs() -> Vec<Pair> {
     };
     Pair::ALL
         .into_iter()
-        .filter(|pair| {
-            let kind = match (pair.listener, pair.dialer) {
-                (Stack::Ours, Stack::Ours) => "ours",
-                (Stack::Rust, Stack::Rust) => "rust",
-                _ => "mixed",
-            };
-            wanted.split(',').any(|w| w.trim() == kind)
-        })
+        .filter(|pair| wanted.split(',').any(|w| w.trim() == pair.kind()))
         .collect()
 }
 

@@ -234,7 +234,6 @@ impl Negotiator {
 }
 
 /// What a connection's Noise handshake authenticates us with.
-#[derive(Clone)]
 enum LocalKey {
     /// A static key drawn for this handshake alone.
     Fresh(Box<Keypair>),

@@ -383,11 +383,7 @@ impl Node {
         }
         let peer = m.peer;
         let mut public = dcutr::filter_candidates_in(listen, dcutr::AddrScope::Public);
-        let limit = match self.shared.config.hole_punch.direct_dial_attempts {
-            0 => usize::MAX,
-            n => usize::try_from(n).unwrap_or(usize::MAX),
-        };
-        public.truncate(limit);
+        public.truncate(self.shared.config.hole_punch.dial_limit());
         for target in public {
             tracing::debug!(conn = %relayed, %target, "dcutr: the peer listens publicly: dialing it directly");
             if let Err(error) = self.dial_tcp(now, target.with(Protocol::P2p(peer))) {

@@ -450,13 +450,7 @@ impl Node {
         }
         if listen_mode {
             punch.done = true;
-            emit(&json!({
-                "event": "hole_punch",
-                "peer": peer.to_string(),
-                "result": "failure",
-                "attempts": punch.dials,
-                "error": error,
-            }));
+            emit_punch_failure(peer, punch.dials, &error);
         } else {
             punch.last_error = Some(error);
         }
@@ -548,13 +542,7 @@ impl Node {
                     Some(e) => format!("no direct connection within {punch_timeout:?}: {e}"),
                     None => format!("no direct connection within {punch_timeout:?}"),
                 };
-                emit(&json!({
-                    "event": "hole_punch",
-                    "peer": peer.to_string(),
-                    "result": "failure",
-                    "attempts": punch.dials,
-                    "error": error,
-                }));
+                emit_punch_failure(peer, punch.dials, &error);
             }
         }
         let direct = self
@@ -645,6 +633,17 @@ fn main() {
         eprintln!("rust-peer: {error}");
         std::process::exit(1);
     }
+}
+
+/// Prints a failed `hole_punch` line as our CLI does.
+fn emit_punch_failure(peer: PeerId, attempts: u32, error: &str) {
+    emit(&json!({
+        "event": "hole_punch",
+        "peer": peer.to_string(),
+        "result": "failure",
+        "attempts": attempts,
+        "error": error,
+    }));
 }
 
 #[cfg(test)]

@@ -61,6 +61,15 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// The pair's kind as `PUNCH_PAIRS` names it: `ours`, `rust` or `mixed`.
+    pub fn kind(&self) -> &'static str {
+        match (self.listener, self.dialer) {
+            (Stack::Ours, Stack::Ours) => "ours",
+            (Stack::Rust, Stack::Rust) => "rust",
+            _ => "mixed",
+        }
+    }
+
     /// Both peers on `stack`.
     pub const fn same(stack: Stack) -> Pair {
         Pair {

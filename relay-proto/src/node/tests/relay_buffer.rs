@@ -70,6 +70,21 @@ fn push(net: &mut Net, stream: StreamRef, time: Duration) {
     }
 }
 
+/// With the relay holding bytes for a stalled listener: one millisecond short of
+/// `limit` after the stall began the circuit stands, and at the limit it is reset.
+fn reset_exactly_at_the_limit(net: &mut Net, limit: Duration) {
+    let (_, held, since) = relay_side(net);
+    assert!(held > 0);
+    let since = since.expect("the direction is stalled");
+    net.run_until(since + limit - Duration::from_millis(1), |_| false);
+    assert_eq!(closed(net), None);
+    net.run_until(since + limit, |_| false);
+    assert_eq!(
+        closed(net),
+        Some(CircuitEnd::BufferTimeout(Direction::SrcToDst))
+    );
+}
+
 fn closed(net: &Net) -> Option<CircuitEnd> {
     net.events[0].iter().find_map(|e| match e {
         Event::RelayCircuitClosed { reason, .. } => Some(*reason),
@@ -123,18 +138,7 @@ fn max_buffer_time_resets_a_circuit_whose_receiver_takes_nothing() {
     let (mut net, stream) = circuit(|r| r.max_buffer_time = limit);
     net.stall(1);
     push(&mut net, stream, 2 * SECS);
-    let (_, held, since) = relay_side(&net);
-    assert!(held > 0);
-    let since = since.expect("the direction is stalled");
-    // One millisecond short of the limit the circuit stands ...
-    net.run_until(since + limit - Duration::from_millis(1), |_| false);
-    assert_eq!(closed(&net), None);
-    // ... and at the limit it is reset.
-    net.run_until(since + limit, |_| false);
-    assert_eq!(
-        closed(&net),
-        Some(CircuitEnd::BufferTimeout(Direction::SrcToDst))
-    );
+    reset_exactly_at_the_limit(&mut net, limit);
     net.run_for(SECS);
     assert!(
         net.events[2]
@@ -180,14 +184,5 @@ fn a_slow_receiver_that_keeps_taking_bytes_is_not_cut_off() {
     net.run_for(SECS);
     net.stall(1);
     fill(&mut net, 2 * SECS);
-    let (_, held, since) = relay_side(&net);
-    assert!(held > 0);
-    let since = since.expect("stalled again");
-    net.run_until(since + limit - Duration::from_millis(1), |_| false);
-    assert_eq!(closed(&net), None);
-    net.run_until(since + limit, |_| false);
-    assert_eq!(
-        closed(&net),
-        Some(CircuitEnd::BufferTimeout(Direction::SrcToDst))
-    );
+    reset_exactly_at_the_limit(&mut net, limit);
 }
